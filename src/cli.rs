@@ -1,0 +1,125 @@
+//! The command line, as argh structs. `config` turns these into a checked `Config`; nothing past
+//! it sees argh.
+
+use std::path::PathBuf;
+
+use argh::{EarlyExit, FromArgs, SubCommand};
+
+/// HTTPS in front of Duplicati's web UI: a TLS-terminating reverse proxy that forwards every
+/// request byte for byte.
+#[derive(FromArgs, Debug)]
+pub struct Cli {
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Serve(Serve),
+    Check(Check),
+    GenCert(GenCert),
+    Health(Health),
+}
+
+/// `serve`: HTTPS in front of Duplicati. `check`: verify what `serve` would use, change nothing.
+#[derive(FromArgs, Debug, Clone, PartialEq, Eq)]
+pub struct GateArgs {
+    /// address to serve HTTPS on (default 0.0.0.0:8443)
+    #[argh(option, default = "String::from(\"0.0.0.0:8443\")")]
+    pub listen: String,
+    /// address of Duplicati's web server (default http://127.0.0.1:8200)
+    #[argh(option, default = "String::from(\"http://127.0.0.1:8200\")")]
+    pub upstream: String,
+    /// certificate chain, PEM, leaf first (with --key)
+    #[argh(option)]
+    pub cert: Option<PathBuf>,
+    /// private key, PEM: PKCS#8, PKCS#1 or SEC1 (with --cert)
+    #[argh(option)]
+    pub key: Option<PathBuf>,
+    /// certificate and key as a PKCS#12 bundle (.pfx/.p12), instead of --cert/--key
+    #[argh(option)]
+    pub pkcs12: Option<PathBuf>,
+    /// file whose first line is the PKCS#12 password
+    #[argh(option)]
+    pub pkcs12_password_file: Option<PathBuf>,
+    /// also answer plain HTTP on this address, redirecting to https
+    #[argh(option)]
+    pub redirect_http: Option<String>,
+    /// the HTTPS port clients use, for redirects (default: the --listen port; 443 behind a
+    /// published container port)
+    #[argh(option)]
+    pub https_port: Option<u16>,
+    /// where the self-signed certificate is kept (default $XDG_STATE_HOME/duplicati-gate or
+    /// ~/.local/state/duplicati-gate)
+    #[argh(option)]
+    pub state_dir: Option<PathBuf>,
+    /// an extra name for the self-signed certificate (repeatable), e.g. backup.lan
+    #[argh(option)]
+    pub self_signed_name: Vec<String>,
+    /// seconds a client may take to send a request head (default 20)
+    #[argh(option, default = "20")]
+    pub head_timeout: u64,
+    /// seconds to wait for Duplicati's response head (default 330; Duplicati 2.0 long-polls
+    /// for 299)
+    #[argh(option, default = "330")]
+    pub upstream_timeout: u64,
+}
+
+/// Serves a subcommand's options with `GateArgs`' parser (argh cannot share one struct between
+/// two subcommands).
+macro_rules! gate_subcommand {
+    ($name:ident, $command:literal, $description:literal) => {
+        #[derive(Debug)]
+        pub struct $name(pub GateArgs);
+
+        impl FromArgs for $name {
+            fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, EarlyExit> {
+                GateArgs::from_args(command_name, args).map($name)
+            }
+
+            fn redact_arg_values(
+                command_name: &[&str],
+                args: &[&str],
+            ) -> Result<Vec<String>, EarlyExit> {
+                GateArgs::redact_arg_values(command_name, args)
+            }
+        }
+
+        impl SubCommand for $name {
+            const COMMAND: &'static argh::CommandInfo = &argh::CommandInfo {
+                name: $command,
+                short: &'\0',
+                description: $description,
+            };
+        }
+    };
+}
+
+gate_subcommand!(Serve, "serve", "serve HTTPS and forward to Duplicati");
+gate_subcommand!(
+    Check,
+    "check",
+    "check the certificate, key and upstream as `serve` would, then exit (0 fine, 2 not)"
+);
+
+/// make a self-signed certificate and key (key mode 0600)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "gen-cert")]
+pub struct GenCert {
+    /// a DNS name or IP address the certificate covers (repeatable)
+    #[argh(option)]
+    pub host: Vec<String>,
+    /// directory for cert.pem and key.pem (default: current directory)
+    #[argh(option, default = "PathBuf::from(\".\")")]
+    pub out: PathBuf,
+}
+
+/// exit 0 if a gate answers a TLS handshake (for container health checks; needs no shell)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "health")]
+pub struct Health {
+    /// the gate's address (default 127.0.0.1:8443)
+    #[argh(option, default = "String::from(\"127.0.0.1:8443\")")]
+    pub addr: String,
+}
