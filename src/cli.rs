@@ -19,6 +19,7 @@ pub enum Command {
     Serve(Serve),
     Check(Check),
     GenCert(GenCert),
+    GenClientCert(GenClientCert),
     Health(Health),
 }
 
@@ -57,6 +58,30 @@ pub struct GateArgs {
     /// an extra name for the self-signed certificate (repeatable), e.g. backup.lan
     #[argh(option)]
     pub self_signed_name: Vec<String>,
+    /// only these client addresses are served (repeatable; CIDR, IPv4 or IPv6, e.g.
+    /// 192.168.1.0/24); others get 403
+    #[argh(option)]
+    pub allow: Vec<String>,
+    /// only devices with a certificate signed by this CA (PEM) complete the handshake (see
+    /// gen-client-cert)
+    #[argh(option)]
+    pub client_ca: Option<PathBuf>,
+    /// revoked client certificates: one serial number or SHA-256 fingerprint per line; re-read
+    /// when it changes
+    #[argh(option)]
+    pub revoked: Option<PathBuf>,
+    /// with --client-ca: add Duplicati's `Authorization: PreAuth <token>` (token in this file) to
+    /// requests from verified devices, so they skip Duplicati's password prompt
+    #[argh(option)]
+    pub preauth_token_file: Option<PathBuf>,
+    /// failed logins per client before the gate answers 429 with a growing back-off (default 5;
+    /// 0 turns throttling off)
+    #[argh(option, default = "5")]
+    pub login_attempts: u32,
+    /// do not send Strict-Transport-Security (sent by default with your own certificate, never
+    /// with the self-signed one)
+    #[argh(switch)]
+    pub no_hsts: bool,
     /// seconds a client may take to send a request head (default 20)
     #[argh(option, default = "20")]
     pub head_timeout: u64,
@@ -111,6 +136,22 @@ pub struct GenCert {
     #[argh(option)]
     pub host: Vec<String>,
     /// directory for cert.pem and key.pem (default: current directory)
+    #[argh(option, default = "PathBuf::from(\".\")")]
+    pub out: PathBuf,
+}
+
+/// make a certificate for one device (a browser-importable PKCS#12), signed by the gate's own
+/// client CA (made on first use in the state directory)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "gen-client-cert")]
+pub struct GenClientCert {
+    /// the device's name, e.g. laptop
+    #[argh(option)]
+    pub name: String,
+    /// where the client CA is kept (default: as for serve)
+    #[argh(option)]
+    pub state_dir: Option<PathBuf>,
+    /// directory for NAME.p12 (default: current directory)
     #[argh(option, default = "PathBuf::from(\".\")")]
     pub out: PathBuf,
 }

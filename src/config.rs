@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access::allow::AllowList;
 use crate::cli::GateArgs;
 use crate::error::ConfigError;
 use crate::selfsigned;
@@ -18,6 +19,7 @@ pub struct Config {
     /// The port clients reach HTTPS on, for redirects.
     pub https_port: u16,
     pub limits: Limits,
+    pub access: AccessConfig,
     /// Accepted, but probably not what the user wants; printed at start.
     pub warnings: Vec<String>,
 }
@@ -30,6 +32,19 @@ pub enum CertChoice {
         dir: PathBuf,
         names: Vec<String>,
     },
+}
+
+/// Who may reach Duplicati, and what the gate adds for those who may.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    pub allow: AllowList,
+    /// `(CA file, revocation list file)` for mutual TLS.
+    pub client_ca: Option<(PathBuf, Option<PathBuf>)>,
+    /// Duplicati pre-auth token added for verified devices.
+    pub preauth_token: Option<String>,
+    /// Failed logins before 429; 0 is off.
+    pub login_attempts: u32,
+    pub hsts: bool,
 }
 
 /// Duplicati's address: `http://host[:port]`, nothing else (Duplicati has no base path).
@@ -203,6 +218,7 @@ impl Config {
             response_timeout: Duration::from_secs(args.upstream_timeout),
             ..Limits::default()
         };
+        let access = access_config(args, matches!(cert, CertChoice::Given(_)))?;
         Ok(Config {
             listen,
             upstream,
@@ -210,12 +226,77 @@ impl Config {
             redirect_http,
             https_port: args.https_port.unwrap_or(listen.port()),
             limits,
+            access,
             warnings,
         })
     }
 }
 
-fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, ConfigError> {
+fn access_config(args: &GateArgs, own_certificate: bool) -> Result<AccessConfig, ConfigError> {
+    let allow = args
+        .allow
+        .iter()
+        .map(|raw| {
+            raw.parse().map_err(|problem| ConfigError::Flag {
+                flag: "--allow",
+                problem,
+                fix: "write a CIDR range such as 192.168.1.0/24, fd00::/64, or one address".into(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.revoked.is_some() && args.client_ca.is_none() {
+        return Err(ConfigError::Flag {
+            flag: "--revoked",
+            problem: "given without --client-ca".into(),
+            fix: "add --client-ca FILE; the revocation list applies to client certificates".into(),
+        });
+    }
+    let preauth_token = match &args.preauth_token_file {
+        None => None,
+        Some(_) if args.client_ca.is_none() => {
+            return Err(ConfigError::Flag {
+                flag: "--preauth-token-file",
+                problem: "given without --client-ca: every visitor would be logged in".into(),
+                fix: "add --client-ca FILE so only your devices get the token".into(),
+            })
+        }
+        Some(path) => Some(read_preauth_token(path)?),
+    };
+    Ok(AccessConfig {
+        allow: AllowList(allow),
+        client_ca: args.client_ca.clone().map(|ca| (ca, args.revoked.clone())),
+        preauth_token,
+        login_attempts: args.login_attempts,
+        // HSTS with the self-signed default would lock the browser out of its click-through.
+        hsts: own_certificate && !args.no_hsts,
+    })
+}
+
+/// Duplicati accepts pre-auth tokens of at least 10 characters from `[A-Za-z0-9_-]`
+/// (WebserverCore/Services/PreAuthTokenHandler.cs).
+fn read_preauth_token(path: &std::path::Path) -> Result<String, ConfigError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+        what: "pre-auth token file",
+        path: path.to_owned(),
+        source,
+    })?;
+    let token = raw.trim();
+    if token.len() < 10
+        || !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ConfigError::Content {
+            what: "pre-auth token file",
+            path: path.to_owned(),
+            problem: "the token must be at least 10 characters of A-Z, a-z, 0-9, '_' or '-'".into(),
+            fix: "put the same token in this file and in Duplicati's --webservice-pre-auth-tokens",
+        });
+    }
+    Ok(token.to_owned())
+}
+
+pub fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, ConfigError> {
     if let Some(dir) = given {
         return Ok(dir.clone());
     }
@@ -287,10 +368,12 @@ mod tests {
             err.contains("pass both --cert FILE and --key FILE"),
             "{err}"
         );
-        let err = Config::from_args(&args(&["--upstream-timeout", "60", "--state-dir", "/x"]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("299 s long-poll"), "{err}");
+        let config = Config::from_args(&args(&["--upstream-timeout", "60", "--state-dir", "/x"])).unwrap();
+        assert!(config.warnings[0].contains("299 s long-poll"), "{:?}", config.warnings);
+        let err = Config::from_args(&args(&["--allow", "192.168.1/24"])).unwrap_err().to_string();
+        assert!(err.contains("--allow") && err.contains("CIDR"), "{err}");
+        let err = Config::from_args(&args(&["--preauth-token-file", "t", "--state-dir", "/x"])).unwrap_err().to_string();
+        assert!(err.contains("every visitor would be logged in"), "{err}");
     }
 
     #[test]

@@ -1,18 +1,20 @@
-//! One client connection: read a request head, forward the exchange, repeat while keep-alive
-//! holds; or hand the connection to the tunnel after a 101.
+//! One client connection: read a request head, check who is asking, forward the exchange, repeat
+//! while keep-alive holds; or hand the connection to the tunnel after a 101.
 //!
 //! Two clocks guard it. Between requests a connection may idle (`keep_alive_idle`); once the
 //! first byte of a head has arrived, the whole head must follow within `head_timeout`, so a
 //! slowloris client trickling one byte at a time is cut off with a 408 while others are served.
+//! Before anything is forwarded, the address allow-list and the login throttle have their say.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use futures::{pin_mut, select, FutureExt};
 
+use crate::access::throttle::{self, Verdict};
 use crate::accesslog::Entry;
-use crate::forward::{self, After, Request, Scratch};
+use crate::forward::{self, After, Outcome, Request, Scratch};
 use crate::gate::Gate;
 use crate::http::head::{read_head, Head, HeadError};
 use crate::http::inbound::Inbound;
@@ -23,7 +25,15 @@ use crate::tunnel;
 /// Response heads and small bodies leave in one TLS record instead of several.
 const WRITE_BUFFER: usize = 16 * 1024;
 
-pub async fn serve<S>(stream: S, peer: SocketAddr, gate: &Gate)
+/// The client at the other end of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// It presented a certificate that `--client-ca` vouches for.
+    pub verified_device: bool,
+}
+
+pub async fn serve<S>(stream: S, peer: Peer, gate: &Gate)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -32,19 +42,27 @@ where
     let mut client_out = BufWriter::with_capacity(WRITE_BUFFER, writer);
     let mut head = Head::default();
     let mut scratch = Scratch::default();
-    let client_ip = peer.ip().to_canonical();
+    let client_ip = peer.addr.ip().to_canonical();
+    let preauth = gate
+        .access
+        .preauth
+        .as_deref()
+        .filter(|_| peer.verified_device);
     loop {
         if client_in.buffered().is_empty() && !wait_for_request(&mut client_in, gate).await {
             break;
         }
         let started = Instant::now();
         let limits = &gate.limits;
-        let refusal = match async_std::future::timeout(
+        let read = async_std::future::timeout(
             limits.head_timeout,
             read_head(&mut client_in, limits.max_head),
         )
-        .await
-        {
+        .await;
+        if !matches!(read, Ok(Ok(_))) {
+            head.clear();
+        }
+        let refusal = match read {
             Err(_) => Some((408, "the request head did not arrive in time")),
             Ok(Err(HeadError::Closed | HeadError::Truncated | HeadError::Io(_))) => break,
             Ok(Err(HeadError::TooLarge)) => Some((431, "the request head is too large")),
@@ -62,28 +80,33 @@ where
         let info = match classified {
             Ok(info) => info,
             Err((status, reason)) => {
-                let bytes =
-                    pages::write_error(&mut client_out, status, reason, Persistence::Close, true)
-                        .await
-                        .unwrap_or(0);
-                log(&head, client_ip, status, bytes, started);
+                let outcome = refuse(&mut client_out, status, reason, "").await;
+                log(&head, client_ip, &outcome, started);
                 break;
             }
         };
-        let request = Request {
-            head: &head,
-            info,
-            client_ip,
+        let outcome = match admit(gate, &head, client_ip) {
+            Some((status, reason, extra)) => refuse(&mut client_out, status, &reason, &extra).await,
+            None => {
+                let request = Request {
+                    head: &head,
+                    info,
+                    client_ip,
+                    preauth,
+                };
+                let outcome = forward::exchange(
+                    gate,
+                    &request,
+                    &mut client_in,
+                    &mut client_out,
+                    &mut scratch,
+                )
+                .await;
+                count_login(gate, &head, client_ip, outcome.status);
+                outcome
+            }
         };
-        let outcome = forward::exchange(
-            gate,
-            &request,
-            &mut client_in,
-            &mut client_out,
-            &mut scratch,
-        )
-        .await;
-        log(&head, client_ip, outcome.status, outcome.bytes, started);
+        log(&head, client_ip, &outcome, started);
         match outcome.after {
             After::KeepAlive => continue,
             After::Close => break,
@@ -94,6 +117,63 @@ where
         }
     }
     let _ = client_out.close().await;
+}
+
+/// `Some((status, reason, extra header fields))` if this request must not reach Duplicati.
+fn admit(gate: &Gate, head: &Head, client_ip: IpAddr) -> Option<(u16, String, String)> {
+    if !gate.access.allow.permits(client_ip) {
+        return Some((
+            403,
+            format!("{client_ip} is not allowed to reach Duplicati here"),
+            String::new(),
+        ));
+    }
+    let throttle = gate.access.throttle.as_ref()?;
+    if !throttle::is_login(head.target()) {
+        return None;
+    }
+    let wait = throttle.blocked(client_ip)?;
+    let seconds = wait.as_secs().max(1);
+    Some((
+        429,
+        format!("Too many failed logins from {client_ip}. Try again in {seconds} s."),
+        format!("Retry-After: {seconds}\r\n"),
+    ))
+}
+
+fn count_login(gate: &Gate, head: &Head, client_ip: IpAddr, status: u16) {
+    let Some(throttle) = gate.access.throttle.as_ref() else {
+        return;
+    };
+    if !throttle::is_login(head.target()) {
+        return;
+    }
+    match throttle.record(client_ip, status) {
+        Verdict::Failed { failures } => eprintln!("failed login from {client_ip} ({failures} in a row)"),
+        Verdict::Blocked { failures, for_ } => eprintln!(
+            "login throttled: {client_ip} after {failures} failed logins; further attempts get 429 for {} s",
+            for_.as_secs()
+        ),
+        Verdict::Reset => eprintln!("successful login from {client_ip}; its failed-login count is reset"),
+        Verdict::Unchanged => {}
+    }
+}
+
+/// Writes a refusal and ends the connection: whatever body the request had is still unread.
+async fn refuse<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    status: u16,
+    reason: &str,
+    extra: &str,
+) -> Outcome {
+    let bytes = pages::write_error(out, status, reason, Persistence::Close, true, extra)
+        .await
+        .unwrap_or(0);
+    Outcome {
+        status,
+        bytes,
+        after: After::Close,
+    }
 }
 
 /// Waits for the first byte of the next request. False: the client left, idled out, or the gate
@@ -108,7 +188,7 @@ async fn wait_for_request<R: AsyncRead + Unpin>(client_in: &mut Inbound<R>, gate
     }
 }
 
-fn log(head: &Head, client: std::net::IpAddr, status: u16, bytes: u64, started: Instant) {
+fn log(head: &Head, client: IpAddr, outcome: &Outcome, started: Instant) {
     let method = if head.method().is_empty() {
         b"-".as_slice()
     } else {
@@ -118,8 +198,8 @@ fn log(head: &Head, client: std::net::IpAddr, status: u16, bytes: u64, started: 
         client,
         method,
         target: head.target(),
-        status,
-        bytes,
+        status: outcome.status,
+        bytes: outcome.bytes,
         elapsed: started.elapsed(),
     }
     .emit();

@@ -52,6 +52,8 @@ pub struct Request<'a> {
     pub head: &'a Head,
     pub info: RequestInfo,
     pub client_ip: IpAddr,
+    /// Duplicati's pre-auth token, for a verified device.
+    pub preauth: Option<&'a str>,
 }
 
 enum UpstreamFailure {
@@ -92,6 +94,7 @@ where
             info.framing,
             info.upgrade,
             request.client_ip,
+            request.preauth,
             &mut scratch.head_out,
         );
         if let Err(e) = up.writer.write_all(&scratch.head_out).await {
@@ -158,6 +161,7 @@ where
     let origin = PublicOrigin {
         host,
         upstream_origin: &gate.pool.url().origin,
+        hsts: gate.access.hsts,
     };
     if response.status == 101 {
         if !info.upgrade || !body_complete {
@@ -435,7 +439,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
     } else {
         Persistence::Close
     };
-    match pages::write_error(client_out, status, detail, persistence, !info.is_head).await {
+    match pages::write_error(client_out, status, detail, persistence, !info.is_head, "").await {
         Ok(bytes) => Outcome {
             status,
             bytes,

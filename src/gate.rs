@@ -6,17 +6,31 @@ use std::time::Duration;
 
 use event_listener::Event;
 
+use crate::access::allow::AllowList;
+use crate::access::throttle::Throttle;
 use crate::config::Limits;
-use crate::tls::TlsHandle;
+use crate::tls::{TlsHandle, TlsSetup};
 use crate::upstream::Pool;
 
 pub struct Gate {
     pub limits: Limits,
     pub pool: Pool,
     pub tls: TlsHandle,
+    /// What `tls` is built from, to rebuild it when certificate files change.
+    pub setup: TlsSetup,
     pub shutdown: Shutdown,
+    pub access: Access,
     /// The HTTPS port clients use, for redirects.
     pub https_port: u16,
+}
+
+/// Access control and the headers the gate adds.
+pub struct Access {
+    pub allow: AllowList,
+    pub throttle: Option<Throttle>,
+    /// Duplicati's `Authorization: PreAuth` token for verified client certificates.
+    pub preauth: Option<String>,
+    pub hsts: bool,
 }
 
 #[derive(Default)]

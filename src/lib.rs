@@ -6,9 +6,12 @@
 //! 101 to `tunnel`. `redirect` answers plain HTTP, `pages` writes the gate's own responses,
 //! `accesslog` the log line. `cli` → `config` turn the command line into a checked `Config`.
 
+pub mod access;
 pub mod accesslog;
 pub mod check;
 pub mod cli;
+pub mod clientauth;
+pub mod clientca;
 pub mod config;
 pub mod connection;
 pub mod error;

@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use argh::FromArgs;
 
-use duplicati_gate::cli::{Cli, Command, GenCert, Health};
+use duplicati_gate::access::throttle::Throttle;
+use duplicati_gate::cli::{Cli, Command, GenCert, GenClientCert, Health};
+use duplicati_gate::clientauth::DenyList;
 use duplicati_gate::config::{CertChoice, Config};
 use duplicati_gate::error::ConfigError;
-use duplicati_gate::gate::{Gate, Shutdown};
+use duplicati_gate::gate::{Access, Gate, Shutdown};
 use duplicati_gate::server::{self, Listeners};
 use duplicati_gate::upstream::Pool;
-use duplicati_gate::{check, health, selfsigned, tls};
+use duplicati_gate::{check, clientca, config, health, selfsigned, tls};
 
 /// Exit codes: 2 for anything the user must fix in the configuration, 1 for runtime failures.
 const EXIT_CONFIG: u8 = 2;
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
             Err(e) => run(Err(e)),
         },
         Command::GenCert(gen) => run(gen_cert(&gen)),
+        Command::GenClientCert(gen) => run(gen_client_cert(&gen)),
         Command::Health(Health { addr }) => match async_std::task::block_on(health::probe(&addr)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -97,7 +100,16 @@ fn serve_forever(config: Config) -> Result<(), ConfigError> {
             source
         }
     };
-    let server_config = tls::server_config(tls::load(&source)?)?;
+    let access = &config.access;
+    let client_auth = match &access.client_ca {
+        Some((ca, revoked)) => Some((ca.clone(), Arc::new(DenyList::load(revoked.as_deref())?))),
+        None => None,
+    };
+    let setup = tls::TlsSetup {
+        cert: source,
+        client_auth,
+    };
+    let server_config = setup.build()?;
     async_std::task::block_on(async {
         let listeners = Listeners::bind(&config).await?;
         let https = listeners
@@ -123,6 +135,13 @@ fn serve_forever(config: Config) -> Result<(), ConfigError> {
         let gate = Arc::new(Gate {
             pool: Pool::new(config.upstream.clone(), config.limits.connect_timeout),
             tls: tls::TlsHandle::new(server_config),
+            setup,
+            access: Access {
+                allow: access.allow.clone(),
+                throttle: (access.login_attempts > 0).then(|| Throttle::new(access.login_attempts)),
+                preauth: access.preauth_token.clone(),
+                hsts: access.hsts,
+            },
             shutdown: Shutdown::default(),
             // `--listen HOST:0` binds a free port; redirects must name the real one.
             https_port: if config.https_port == 0 {
@@ -132,7 +151,7 @@ fn serve_forever(config: Config) -> Result<(), ConfigError> {
             },
             limits: config.limits.clone(),
         });
-        server::run(gate, listeners, source).await;
+        server::run(gate, listeners).await;
         Ok(())
     })
 }
@@ -173,5 +192,25 @@ fn gen_cert(gen: &GenCert) -> Result<(), ConfigError> {
         key_path.display()
     );
     println!("SHA-256 fingerprint: {}", tls::fingerprint(&der));
+    Ok(())
+}
+
+fn gen_client_cert(gen: &GenClientCert) -> Result<(), ConfigError> {
+    let state = config::state_dir(gen.state_dir.as_ref())?;
+    let device = clientca::issue(&state, &gen.name, &gen.out)?;
+    if device.ca_created {
+        println!("made a client CA in {}", state.display());
+    }
+    println!(
+        "wrote {} (mode 0600), password: {}",
+        device.bundle.display(),
+        device.password
+    );
+    println!("serial {}  SHA-256 {}", device.serial, device.fingerprint);
+    println!(
+        "import it into the device's browser (Firefox: Settings > Privacy & Security > Certificates > View Certificates > Your Certificates > Import; Chrome/Edge: Settings > Privacy and security > Security > Manage certificates), then serve with --client-ca {}",
+        device.ca_cert.display()
+    );
+    println!("to revoke this device later, add its serial to the file given to --revoked");
     Ok(())
 }

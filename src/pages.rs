@@ -21,6 +21,7 @@ pub async fn write_error<W: AsyncWrite + Unpin>(
     detail: &str,
     persistence: Persistence,
     with_body: bool,
+    extra_fields: &str,
 ) -> io::Result<u64> {
     let reason = reason_phrase(status);
     let body = format!(
@@ -36,6 +37,7 @@ pub async fn write_error<W: AsyncWrite + Unpin>(
     if persistence == Persistence::Close {
         head.push_str("Connection: close\r\n");
     }
+    head.push_str(extra_fields);
     head.push_str("\r\n");
     if with_body {
         head.push_str(&body);
@@ -86,6 +88,7 @@ mod tests {
             "Duplicati is not answering at http://127.0.0.1:8200 <refused>",
             Persistence::KeepAlive,
             true,
+            "",
         ))
         .unwrap();
         let text = String::from_utf8(out).unwrap();

@@ -9,17 +9,18 @@ use std::time::Instant;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::accesslog::Entry;
-use crate::config::Limits;
+use crate::gate::Gate;
 use crate::http::head::{read_head, Head, HeadError};
 use crate::http::inbound::Inbound;
 use crate::http::message::{classify_request, Persistence};
 use crate::pages;
 
 /// Answers one request on a plain connection, then closes it.
-pub async fn answer<S>(stream: S, peer: SocketAddr, limits: &Limits, https_port: u16)
+pub async fn answer<S>(stream: S, peer: SocketAddr, gate: &Gate)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (limits, https_port) = (&gate.limits, gate.https_port);
     let (reader, mut writer) = stream.split();
     let mut inbound = Inbound::new(reader);
     let started = Instant::now();
@@ -42,8 +43,18 @@ where
     };
     let status = match refusal {
         Some((status, reason)) => {
-            let _ = pages::write_error(&mut writer, status, reason, Persistence::Close, true).await;
+            let _ =
+                pages::write_error(&mut writer, status, reason, Persistence::Close, true, "").await;
             status
+        }
+        None if !gate.access.allow.permits(peer.ip()) => {
+            let reason = format!(
+                "{} is not allowed to reach Duplicati here",
+                peer.ip().to_canonical()
+            );
+            let _ =
+                pages::write_error(&mut writer, 403, &reason, Persistence::Close, true, "").await;
+            403
         }
         None => {
             let location = https_location(&head, https_port);

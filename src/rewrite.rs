@@ -59,6 +59,7 @@ pub fn upstream_request(
     framing: Framing,
     upgrade: bool,
     client_ip: IpAddr,
+    preauth: Option<&str>,
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -82,6 +83,10 @@ pub fn upstream_request(
     if upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
         field(out, b"Upgrade", head.value("upgrade").unwrap_or_default());
+    }
+    // A verified device skips Duplicati's password prompt, unless it sent credentials itself.
+    if let Some(token) = preauth.filter(|_| head.value("authorization").is_none()) {
+        let _ = write!(out, "Authorization: PreAuth {token}\r\n");
     }
     let _ = write!(out, "X-Forwarded-For: {client_ip}\r\n");
     out.extend_from_slice(b"X-Forwarded-Proto: https\r\n");
@@ -114,7 +119,13 @@ pub struct PublicOrigin<'a> {
     pub host: &'a [u8],
     /// Duplicati's origin as configured, e.g. `http://127.0.0.1:8200`.
     pub upstream_origin: &'a str,
+    /// Tell browsers to use only HTTPS here from now on (not with a self-signed certificate:
+    /// HSTS forbids the click-through that certificate needs).
+    pub hsts: bool,
 }
+
+/// A year, as the HSTS preload list asks; `includeSubDomains` is not ours to decide.
+const HSTS: &[u8] = b"Strict-Transport-Security: max-age=31536000\r\n";
 
 /// Writes the response head the client receives into `out`.
 pub fn client_response(
@@ -168,10 +179,27 @@ pub fn client_response(
         }
         ClientFraming::UntilClose | ClientFraming::NoBody { .. } => {}
     }
+    if framing != ClientFraming::Upgrade {
+        security_fields(head, origin.hsts, out);
+    }
     if framing != ClientFraming::Upgrade && persistence == Persistence::Close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Headers Duplicati does not set but a browser facing the network should get; Duplicati's own
+/// values win where it sets them.
+fn security_fields(head: &Head, hsts: bool, out: &mut Vec<u8>) {
+    if hsts && head.value("strict-transport-security").is_none() {
+        out.extend_from_slice(HSTS);
+    }
+    if head.value("x-content-type-options").is_none() {
+        out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
+    }
+    if head.value("referrer-policy").is_none() {
+        out.extend_from_slice(b"Referrer-Policy: same-origin\r\n");
+    }
 }
 
 /// `http://<upstream>/x` and `http://<Host>/x` (Duplicati builds absolute URLs from `Host` and
@@ -231,6 +259,7 @@ mod tests {
             Framing::None,
             false,
             "10.0.0.2".parse().unwrap(),
+            None,
             &mut out,
         );
         assert_eq!(
@@ -250,6 +279,7 @@ mod tests {
             Framing::Chunked,
             false,
             "::1".parse().unwrap(),
+            None,
             &mut out,
         );
         let text = String::from_utf8(out).unwrap();
@@ -269,6 +299,7 @@ mod tests {
             Framing::None,
             true,
             "127.0.0.1".parse().unwrap(),
+            None,
             &mut out,
         );
         let text = String::from_utf8(out).unwrap();
@@ -287,6 +318,7 @@ mod tests {
         let origin = PublicOrigin {
             host: b"gate.lan:8443",
             upstream_origin: "http://127.0.0.1:8200",
+            hsts: false,
         };
         let mut out = Vec::new();
         client_response(
@@ -301,7 +333,8 @@ mod tests {
             "HTTP/1.1 302 Found\r\nLocation: https://gate.lan:8443/ngclient/?x=1\r\n\
              Content-Location: https://gate.lan:8443/a\r\n\
              Set-Cookie: RefreshToken_8443=j; path=/api/v1/auth/refresh; httponly; Secure\r\n\
-             Set-Cookie: b=c; Secure\r\nContent-Length: 0\r\n\r\n"
+             Set-Cookie: b=c; Secure\r\nContent-Length: 0\r\n\
+             X-Content-Type-Options: nosniff\r\nReferrer-Policy: same-origin\r\n\r\n"
         );
     }
 
@@ -310,6 +343,7 @@ mod tests {
         let origin = PublicOrigin {
             host: b"gate.lan",
             upstream_origin: "http://127.0.0.1:8200",
+            hsts: false,
         };
         assert_eq!(public_location(b"/relative", &origin), None);
         assert_eq!(public_location(b"http://127.0.0.1:82000/x", &origin), None);
@@ -318,5 +352,80 @@ mod tests {
             public_location(b"http://gate.lan", &origin),
             Some(b"https://gate.lan".to_vec())
         );
+    }
+
+    #[test]
+    fn adds_the_preauth_token_only_for_requests_without_credentials() {
+        let plain = parsed_request("GET /api/v1/backups HTTP/1.1\r\nHost: h\r\n\r\n");
+        let mut out = Vec::new();
+        upstream_request(
+            &plain,
+            Framing::None,
+            false,
+            "10.0.0.2".parse().unwrap(),
+            Some("tok_0123456789"),
+            &mut out,
+        );
+        assert!(
+            String::from_utf8_lossy(&out).contains("\r\nAuthorization: PreAuth tok_0123456789\r\n")
+        );
+        let bearer = parsed_request(
+            "GET /api/v1/backups HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer j\r\n\r\n",
+        );
+        upstream_request(
+            &bearer,
+            Framing::None,
+            false,
+            "10.0.0.2".parse().unwrap(),
+            Some("tok_0123456789"),
+            &mut out,
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("Authorization: Bearer j") && !text.contains("PreAuth"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn adds_security_headers_where_duplicati_sets_none() {
+        let head = parsed_response(
+            "HTTP/1.1 200 OK\r\nReferrer-Policy: no-referrer\r\nContent-Length: 0\r\n\r\n",
+        );
+        let origin = PublicOrigin {
+            host: b"h",
+            upstream_origin: "http://127.0.0.1:8200",
+            hsts: true,
+        };
+        let mut out = Vec::new();
+        client_response(
+            &head,
+            ClientFraming::Length(0),
+            Persistence::KeepAlive,
+            &origin,
+            &mut out,
+        );
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("Strict-Transport-Security: max-age=31536000\r\n"));
+        assert!(text.contains("X-Content-Type-Options: nosniff\r\n"));
+        assert_eq!(
+            text.matches("Referrer-Policy").count(),
+            1,
+            "Duplicati's own value wins"
+        );
+        let origin = PublicOrigin {
+            hsts: false,
+            ..origin
+        };
+        client_response(
+            &head,
+            ClientFraming::Length(0),
+            Persistence::KeepAlive,
+            &origin,
+            &mut out,
+        );
+        assert!(!String::from_utf8(out)
+            .unwrap()
+            .contains("Strict-Transport-Security"));
     }
 }

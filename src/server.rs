@@ -3,8 +3,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_signal::{Signal, Signals};
 use async_std::net::{TcpListener, TcpStream};
@@ -12,11 +13,10 @@ use futures::{pin_mut, select, FutureExt, StreamExt};
 use futures_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use crate::connection;
+use crate::connection::{self, Peer};
 use crate::error::ConfigError;
 use crate::gate::Gate;
 use crate::redirect;
-use crate::tls::{self, CertSource};
 
 /// The first byte of every TLS connection: a handshake record (RFC 8446 §5.1).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -47,8 +47,9 @@ impl Listeners {
 }
 
 /// Serves until SIGTERM or SIGINT, then lets open exchanges finish (bounded) and returns.
-pub async fn run(gate: Arc<Gate>, listeners: Listeners, cert_source: CertSource) {
-    async_std::task::spawn(watch_signals(gate.clone(), cert_source));
+pub async fn run(gate: Arc<Gate>, listeners: Listeners) {
+    async_std::task::spawn(watch_signals(gate.clone()));
+    async_std::task::spawn(watch_files(gate.clone()));
     let https = accept_loop(
         listeners.https,
         gate.clone(),
@@ -59,7 +60,7 @@ pub async fn run(gate: Arc<Gate>, listeners: Listeners, cert_source: CertSource)
     let plain = async {
         if let Some(listener) = listeners.redirect {
             accept_loop(listener, gate.clone(), |stream, peer, gate| async move {
-                redirect::answer(stream, peer, &gate.limits, gate.https_port).await;
+                redirect::answer(stream, peer, &gate).await;
             })
             .await;
         }
@@ -114,7 +115,7 @@ where
     }
 }
 
-async fn serve_tls_port(stream: TcpStream, peer: SocketAddr, gate: &Gate) {
+async fn serve_tls_port(stream: TcpStream, addr: SocketAddr, gate: &Gate) {
     let _ = stream.set_nodelay(true);
     let limits = &gate.limits;
     let mut first = [0u8; 1];
@@ -123,7 +124,7 @@ async fn serve_tls_port(stream: TcpStream, peer: SocketAddr, gate: &Gate) {
         _ => return,
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
-        redirect::answer(stream, peer, limits, gate.https_port).await;
+        redirect::answer(stream, addr, gate).await;
         return;
     }
     let acceptor = TlsAcceptor::from(gate.tls.current());
@@ -132,10 +133,21 @@ async fn serve_tls_port(stream: TcpStream, peer: SocketAddr, gate: &Gate) {
         Ok(tls) => tls,
         Err(_) => return,
     };
-    connection::serve(tls, peer, gate).await;
+    // With --client-ca the handshake only completes for a verified device.
+    let verified_device =
+        gate.setup.client_auth.is_some() && tls.get_ref().1.peer_certificates().is_some();
+    connection::serve(
+        tls,
+        Peer {
+            addr,
+            verified_device,
+        },
+        gate,
+    )
+    .await;
 }
 
-async fn watch_signals(gate: Arc<Gate>, cert_source: CertSource) {
+async fn watch_signals(gate: Arc<Gate>) {
     let mut signals = match Signals::new([Signal::Term, Signal::Int, Signal::Hup]) {
         Ok(signals) => signals,
         Err(e) => {
@@ -145,7 +157,10 @@ async fn watch_signals(gate: Arc<Gate>, cert_source: CertSource) {
     };
     while let Some(signal) = signals.next().await {
         match signal {
-            Ok(Signal::Hup) => reload_certificate(&gate, &cert_source),
+            Ok(Signal::Hup) => {
+                reload_certificate(&gate);
+                reload_revocations(&gate);
+            }
             Ok(_) => {
                 gate.shutdown.trigger();
                 return;
@@ -158,13 +173,75 @@ async fn watch_signals(gate: Arc<Gate>, cert_source: CertSource) {
     }
 }
 
+/// How often certificate, key, CA and revocation files are checked for a change (certbot and
+/// acme.sh replace them in place; they do not signal us).
+const FILE_POLL: Duration = Duration::from_secs(2);
+
+async fn watch_files(gate: Arc<Gate>) {
+    let tls_files = gate.setup.watched_files();
+    let deny_file: Vec<PathBuf> = gate
+        .setup
+        .client_auth
+        .iter()
+        .filter_map(|(_, deny)| deny.path().map(Path::to_owned))
+        .collect();
+    let mut tls_stamp = stamps(&tls_files);
+    let mut deny_stamp = stamps(&deny_file);
+    loop {
+        let tick = async_std::task::sleep(FILE_POLL).fuse();
+        let stop = gate.shutdown.wait().fuse();
+        pin_mut!(tick, stop);
+        select! {
+            () = tick => {}
+            () = stop => return,
+        }
+        let now = stamps(&tls_files);
+        if now != tls_stamp {
+            tls_stamp = now;
+            reload_certificate(&gate);
+        }
+        let now = stamps(&deny_file);
+        if now != deny_stamp {
+            deny_stamp = now;
+            reload_revocations(&gate);
+        }
+    }
+}
+
+/// Modification time and size of each file (None if unreadable): what changes on a renewal.
+fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
 /// Replaces the served certificate; a broken new pair keeps the old one serving.
-pub fn reload_certificate(gate: &Gate, source: &CertSource) {
-    match tls::load(source).and_then(tls::server_config) {
+pub fn reload_certificate(gate: &Gate) {
+    match gate.setup.build() {
         Ok(config) => {
             gate.tls.replace(config);
             eprintln!("certificate reloaded; new connections get it, open ones keep theirs");
         }
         Err(e) => eprintln!("warning: certificate not reloaded, the old one keeps serving: {e}"),
+    }
+}
+
+fn reload_revocations(gate: &Gate) {
+    let Some((_, deny)) = &gate.setup.client_auth else {
+        return;
+    };
+    match deny.reload() {
+        Ok(count) if deny.path().is_some() => {
+            eprintln!("revocation list reloaded: {count} entries")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("warning: revocation list not reloaded, the old one stays in force: {e}")
+        }
     }
 }

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::clientauth::{self, DenyList};
 use crate::error::ConfigError;
 
 /// Where the certificate comes from.
@@ -179,12 +181,53 @@ fn check_pair(
     }
 }
 
+/// Everything a server configuration is built from; kept so it can be rebuilt when files change.
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub cert: CertSource,
+    /// `--client-ca` and its deny list: only devices with a certificate from this CA get in.
+    pub client_auth: Option<(PathBuf, Arc<DenyList>)>,
+}
+
+impl TlsSetup {
+    pub fn build(&self) -> Result<Arc<ServerConfig>, ConfigError> {
+        let verifier = match &self.client_auth {
+            Some((ca, deny)) => Some(clientauth::verifier(ca, deny.clone())?),
+            None => None,
+        };
+        server_config(load(&self.cert)?, verifier)
+    }
+
+    /// The files whose change calls for a rebuild.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = match &self.cert {
+            CertSource::Pem { cert, key } => vec![cert.clone(), key.clone()],
+            CertSource::Pkcs12 {
+                file,
+                password_file,
+            } => {
+                let mut files = vec![file.clone()];
+                files.extend(password_file.iter().cloned());
+                files
+            }
+        };
+        files.extend(self.client_auth.iter().map(|(ca, _)| ca.clone()));
+        files
+    }
+}
+
 /// The rustls configuration the gate serves with.
-pub fn server_config(certificate: Certificate) -> Result<Arc<ServerConfig>, ConfigError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(certificate.chain, certificate.key)?;
+pub fn server_config(
+    certificate: Certificate,
+    client_auth: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certificate.chain, certificate.key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // Stateless resumption: a returning browser skips the full handshake's key exchange.
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;

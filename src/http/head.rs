@@ -214,6 +214,11 @@ impl Head {
         Ok(())
     }
 
+    /// Forgets the previous head (so a refused one is not logged as the one before it).
+    pub fn clear(&mut self) {
+        self.reset(&[]);
+    }
+
     fn reset(&mut self, data: &[u8]) {
         self.bytes.clear();
         self.bytes.extend_from_slice(data);
