@@ -76,7 +76,7 @@ pub fn issue(dir: &Path, name: &str, out: &Path) -> Result<Device, ConfigError> 
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(DEVICE_VALIDITY_DAYS);
+    params.not_after = params.not_before + time::Duration::days(DEVICE_VALIDITY_DAYS);
     let key = KeyPair::generate().map_err(cert_error)?;
     let cert = params.signed_by(&key, &issuer).map_err(cert_error)?;
 

@@ -13,8 +13,10 @@ use crate::tls::CertSource;
 
 const CERT_FILE: &str = "self-signed-cert.pem";
 const KEY_FILE: &str = "self-signed-key.pem";
-/// The longest validity Apple's TLS policy accepts for certificates a user chooses to trust.
+/// The longest validity Apple's TLS policy accepts for certificates a user chooses to trust,
+/// counted from `not_before` (a day back, for clocks that lag).
 const VALIDITY_DAYS: i64 = 825;
+const BACKDATE_DAYS: i64 = 1;
 /// Renew this long before expiry, so a running gate never serves an expired certificate.
 const RENEW_BEFORE_DAYS: i64 = 30;
 
@@ -87,8 +89,8 @@ pub fn generate(names: &[String]) -> Result<(String, String), ConfigError> {
     subject.push(DnType::OrganizationName, "duplicati-gate self-signed");
     params.distinguished_name = subject;
     let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(VALIDITY_DAYS);
+    params.not_before = now - time::Duration::days(BACKDATE_DAYS);
+    params.not_after = params.not_before + time::Duration::days(VALIDITY_DAYS);
     let key = KeyPair::generate().map_err(cert_error)?;
     let cert = params.self_signed(&key).map_err(cert_error)?;
     Ok((cert.pem(), key.serialize_pem()))
