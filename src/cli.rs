@@ -89,6 +89,9 @@ pub struct GateArgs {
     /// for 299)
     #[argh(option, default = "330")]
     pub upstream_timeout: u64,
+    /// open client connections served at once; more get 503 (default 4096)
+    #[argh(option, default = "4096")]
+    pub max_connections: usize,
 }
 
 /// Serves a subcommand's options with `GateArgs`' parser (argh cannot share one struct between

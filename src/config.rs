@@ -77,6 +77,8 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// How long in-flight requests may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Client connections served at once; the next ones get 503.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -91,6 +93,7 @@ impl Default for Limits {
             tunnel_idle: Duration::from_secs(15 * 60),
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 4096,
         }
     }
 }
@@ -191,6 +194,13 @@ impl Config {
                 fix: "add --pkcs12 FILE, or drop the password file".into(),
             });
         }
+        if args.max_connections == 0 {
+            return Err(ConfigError::Flag {
+                flag: "--max-connections",
+                problem: "0 would refuse everyone".into(),
+                fix: "use a positive number; the default is 4096".into(),
+            });
+        }
         if args.head_timeout == 0 {
             return Err(ConfigError::Flag {
                 flag: "--head-timeout",
@@ -216,6 +226,7 @@ impl Config {
         let limits = Limits {
             head_timeout: Duration::from_secs(args.head_timeout),
             response_timeout: Duration::from_secs(args.upstream_timeout),
+            max_connections: args.max_connections,
             ..Limits::default()
         };
         let access = access_config(args, matches!(cert, CertChoice::Given(_)))?;
@@ -368,11 +379,20 @@ mod tests {
             err.contains("pass both --cert FILE and --key FILE"),
             "{err}"
         );
-        let config = Config::from_args(&args(&["--upstream-timeout", "60", "--state-dir", "/x"])).unwrap();
-        assert!(config.warnings[0].contains("299 s long-poll"), "{:?}", config.warnings);
-        let err = Config::from_args(&args(&["--allow", "192.168.1/24"])).unwrap_err().to_string();
+        let config =
+            Config::from_args(&args(&["--upstream-timeout", "60", "--state-dir", "/x"])).unwrap();
+        assert!(
+            config.warnings[0].contains("299 s long-poll"),
+            "{:?}",
+            config.warnings
+        );
+        let err = Config::from_args(&args(&["--allow", "192.168.1/24"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--allow") && err.contains("CIDR"), "{err}");
-        let err = Config::from_args(&args(&["--preauth-token-file", "t", "--state-dir", "/x"])).unwrap_err().to_string();
+        let err = Config::from_args(&args(&["--preauth-token-file", "t", "--state-dir", "/x"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("every visitor would be logged in"), "{err}");
     }
 

@@ -119,6 +119,36 @@ where
     let _ = client_out.close().await;
 }
 
+/// Past `--max-connections`: the first request gets 503 with `Retry-After`, then the connection
+/// closes. Nothing is forwarded.
+pub async fn refuse_overloaded<S>(stream: S, peer: Peer, gate: &Gate)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (reader, mut writer) = stream.split();
+    let mut client_in = Inbound::new(reader);
+    let started = Instant::now();
+    let mut head = Head::default();
+    let limits = &gate.limits;
+    let read = async_std::future::timeout(
+        limits.head_timeout,
+        read_head(&mut client_in, limits.max_head),
+    )
+    .await;
+    if let Ok(Ok(len)) = read {
+        if head.parse_request(&client_in.buffered()[..len]).is_err() {
+            head.clear();
+        }
+    }
+    let reason = format!(
+        "The gate is serving its maximum of {} connections; try again shortly.",
+        limits.max_connections
+    );
+    let outcome = refuse(&mut writer, 503, &reason, "Retry-After: 5\r\n").await;
+    log(&head, peer.addr.ip().to_canonical(), &outcome, started);
+    let _ = writer.close().await;
+}
+
 /// `Some((status, reason, extra header fields))` if this request must not reach Duplicati.
 fn admit(gate: &Gate, head: &Head, client_ip: IpAddr) -> Option<(u16, String, String)> {
     if !gate.access.allow.permits(client_ip) {

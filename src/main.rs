@@ -80,6 +80,7 @@ fn serve_forever(config: Config) -> Result<(), ConfigError> {
         .warnings
         .iter()
         .for_each(|w| eprintln!("warning: {w}"));
+    server::raise_open_file_limit(config.limits.max_connections);
     let source = match &config.cert {
         CertChoice::Given(source) => {
             if let Some(warning) = check::key_permission_warning(source.key_path()) {

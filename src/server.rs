@@ -20,6 +20,9 @@ use crate::redirect;
 
 /// The first byte of every TLS connection: a handshake record (RFC 8446 §5.1).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// Connections past `max_connections` still get a written 503, up to this many more; beyond
+/// that they are closed unanswered, so a flood cannot grow the gate's work without bound.
+const OVERFLOW_ANSWERED: usize = 64;
 
 pub struct Listeners {
     pub https: TcpListener,
@@ -96,7 +99,10 @@ where
                 () = stop => return,
             }
         };
+        let overflowing =
+            gate.shutdown.open_connections() >= gate.limits.max_connections + OVERFLOW_ANSWERED;
         match accepted {
+            Ok((stream, _)) if overflowing => drop(stream),
             Ok((stream, peer)) => {
                 let guard_gate = gate.clone();
                 guard_gate.shutdown.opened();
@@ -136,15 +142,16 @@ async fn serve_tls_port(stream: TcpStream, addr: SocketAddr, gate: &Gate) {
     // With --client-ca the handshake only completes for a verified device.
     let verified_device =
         gate.setup.client_auth.is_some() && tls.get_ref().1.peer_certificates().is_some();
-    connection::serve(
-        tls,
-        Peer {
-            addr,
-            verified_device,
-        },
-        gate,
-    )
-    .await;
+    let peer = Peer {
+        addr,
+        verified_device,
+    };
+    // This connection is already counted among the open ones.
+    if gate.shutdown.open_connections() > limits.max_connections {
+        connection::refuse_overloaded(tls, peer, gate).await;
+        return;
+    }
+    connection::serve(tls, peer, gate).await;
 }
 
 async fn watch_signals(gate: Arc<Gate>) {
@@ -243,5 +250,33 @@ fn reload_revocations(gate: &Gate) {
         Err(e) => {
             eprintln!("warning: revocation list not reloaded, the old one stays in force: {e}")
         }
+    }
+}
+
+/// Each client connection holds two descriptors (its own and Duplicati's); the usual soft limit
+/// of 1024 would cap the gate near 500 connections. Raises the soft limit to the hard one and
+/// warns if even that cannot hold `max_connections`.
+pub fn raise_open_file_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+    };
+    let needed = (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(64);
+    if !raised || limit.rlim_cur < needed {
+        eprintln!(
+            "warning: the open-file limit ({}) is too low for --max-connections {max_connections}; \
+             raise it (ulimit -n, or LimitNOFILE= in a systemd unit) or lower --max-connections",
+            limit.rlim_cur
+        );
     }
 }
