@@ -7,7 +7,7 @@
 //! Before anything is forwarded, the address allow-list and the login throttle have their say.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use futures::{pin_mut, select, FutureExt};
@@ -48,6 +48,7 @@ where
         .preauth
         .as_deref()
         .filter(|_| peer.verified_device);
+    let mut unread_input = false;
     loop {
         if client_in.buffered().is_empty() && !wait_for_request(&mut client_in, gate).await {
             break;
@@ -82,6 +83,7 @@ where
             Err((status, reason)) => {
                 let outcome = refuse(&mut client_out, status, reason, "").await;
                 log(&head, client_ip, &outcome, started);
+                unread_input = true;
                 break;
             }
         };
@@ -109,7 +111,11 @@ where
         log(&head, client_ip, &outcome, started);
         match outcome.after {
             After::KeepAlive => continue,
-            After::Close => break,
+            After::Close => {
+                unread_input = true;
+                break;
+            }
+            After::Abort => return,
             After::Tunnel(up) => {
                 tunnel::splice(client_in, client_out, up, gate.limits.tunnel_idle).await;
                 return;
@@ -117,6 +123,28 @@ where
         }
     }
     let _ = client_out.close().await;
+    if unread_input {
+        linger(&mut client_in).await;
+    }
+}
+
+/// After an answer that left request bytes unread (a refusal, an early response), read and drop
+/// what the client is still sending for a moment before closing. Closing a socket with unread
+/// input makes the kernel send RST, which can destroy the answer before the client reads it.
+async fn linger<R: AsyncRead + Unpin>(client_in: &mut Inbound<R>) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const LINGER_BYTES: usize = 1024 * 1024;
+    let drain = async {
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            client_in.consume(client_in.buffered().len());
+            match client_in.fill().await {
+                Ok(n) if n > 0 => dropped += n,
+                _ => return,
+            }
+        }
+    };
+    let _ = async_std::future::timeout(LINGER, drain).await;
 }
 
 /// Past `--max-connections`: the first request gets 503 with `Retry-After`, then the connection

@@ -31,6 +31,8 @@ const UPLOAD_BUFFER: usize = 16 * 1024;
 pub enum After {
     KeepAlive,
     Close,
+    /// The response was cut short: drop the connection without a TLS close_notify.
+    Abort,
     /// Duplicati answered 101: splice the two connections.
     Tunnel(UpstreamConn),
 }
@@ -276,12 +278,13 @@ where
             {
                 eprintln!("warning: Duplicati's response to a {} request ended early; the client sees a cut connection", String::from_utf8_lossy(request.head.method()));
             }
-            // Closing without the final chunk (or short of Content-Length) is how HTTP/1.1 says
-            // "truncated"; anything else could pass for a complete download.
+            // Closing without the final chunk (or short of Content-Length), and without a TLS
+            // close_notify, is how a truncated response shows; nothing else may pass for a
+            // complete download.
             Outcome {
                 status,
                 bytes: 0,
-                after: After::Close,
+                after: After::Abort,
             }
         }
     }
