@@ -89,6 +89,10 @@ pub struct GateArgs {
     /// for 299)
     #[argh(option, default = "330")]
     pub upstream_timeout: u64,
+    /// executor threads (default 1: one thread also drives the I/O reactor, so a request never
+    /// hops between threads; raise it for many simultaneous TLS handshakes)
+    #[argh(option, default = "1")]
+    pub threads: usize,
     /// open client connections served at once; more get 503 (default 4096)
     #[argh(option, default = "4096")]
     pub max_connections: usize,

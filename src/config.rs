@@ -79,6 +79,8 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Client connections served at once; the next ones get 503.
     pub max_connections: usize,
+    /// Executor threads.
+    pub threads: usize,
 }
 
 impl Default for Limits {
@@ -94,6 +96,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             max_connections: 4096,
+            threads: 1,
         }
     }
 }
@@ -194,6 +197,13 @@ impl Config {
                 fix: "add --pkcs12 FILE, or drop the password file".into(),
             });
         }
+        if args.threads == 0 || args.threads > 64 {
+            return Err(ConfigError::Flag {
+                flag: "--threads",
+                problem: format!("{} threads", args.threads),
+                fix: "use 1 to 64; the default 1 suits a home server".into(),
+            });
+        }
         if args.max_connections == 0 {
             return Err(ConfigError::Flag {
                 flag: "--max-connections",
@@ -227,6 +237,7 @@ impl Config {
             head_timeout: Duration::from_secs(args.head_timeout),
             response_timeout: Duration::from_secs(args.upstream_timeout),
             max_connections: args.max_connections,
+            threads: args.threads,
             ..Limits::default()
         };
         let access = access_config(args, matches!(cert, CertChoice::Given(_)))?;

@@ -16,7 +16,7 @@ use crate::access::throttle::{self, Verdict};
 use crate::accesslog::Entry;
 use crate::forward::{self, After, Outcome, Request, Scratch};
 use crate::gate::Gate;
-use crate::http::head::{read_head, Head, HeadError};
+use crate::http::head::{buffered_head, read_head, Head, HeadError};
 use crate::http::inbound::Inbound;
 use crate::http::message::{classify_request, Persistence};
 use crate::pages;
@@ -55,11 +55,13 @@ where
         }
         let started = Instant::now();
         let limits = &gate.limits;
-        let read = async_std::future::timeout(
-            limits.head_timeout,
-            read_head(&mut client_in, limits.max_head),
-        )
-        .await;
+        let read = match buffered_head(&mut client_in, limits.max_head) {
+            Some(decided) => Ok(decided),
+            None => {
+                let whole_head = read_head(&mut client_in, limits.max_head);
+                async_std::future::timeout(limits.head_timeout, whole_head).await
+            }
+        };
         if !matches!(read, Ok(Ok(_))) {
             head.clear();
         }

@@ -25,7 +25,8 @@ use crate::upstream::UpstreamConn;
 /// Kestrel's response heads are a few hundred bytes; a JWT cookie adds one or two KiB.
 const MAX_RESPONSE_HEAD: usize = 24 * 1024;
 /// Request bodies go up through a buffer of this size (chunk re-encoding writes small pieces).
-const UPLOAD_BUFFER: usize = 16 * 1024;
+/// 64 KiB: four TLS records' worth per `send` to Duplicati instead of one.
+const UPLOAD_BUFFER: usize = 64 * 1024;
 
 /// What happens to the client connection after this exchange.
 pub enum After {

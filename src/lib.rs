@@ -20,6 +20,7 @@ pub mod gate;
 pub mod health;
 pub mod http;
 pub mod pages;
+pub mod readahead;
 pub mod redirect;
 pub mod rewrite;
 pub mod selfsigned;

@@ -111,6 +111,12 @@ fn serve_forever(config: Config) -> Result<(), ConfigError> {
         client_auth,
     };
     let server_config = setup.build()?;
+    // async-std reads this once, when its executor starts (below). Measured on 2 cores: one
+    // thread that also drives the reactor costs a third less CPU per request than two that
+    // hand work to each other and to the reactor thread (BENCHMARKS.md).
+    if std::env::var_os("ASYNC_STD_THREAD_COUNT").is_none() {
+        std::env::set_var("ASYNC_STD_THREAD_COUNT", config.limits.threads.to_string());
+    }
     async_std::task::block_on(async {
         let listeners = Listeners::bind(&config).await?;
         let https = listeners
@@ -152,7 +158,9 @@ fn serve_forever(config: Config) -> Result<(), ConfigError> {
             },
             limits: config.limits.clone(),
         });
-        server::run(gate, listeners).await;
+        // On an executor thread, not this one: the accept loop then shares the thread that
+        // serves the connections.
+        async_std::task::spawn(server::run(gate, listeners)).await;
         Ok(())
     })
 }

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::connection::{self, Peer};
 use crate::error::ConfigError;
 use crate::gate::Gate;
+use crate::readahead::ReadAhead;
 use crate::redirect;
 
 /// The first byte of every TLS connection: a handshake record (RFC 8446 §5.1).
@@ -134,6 +135,7 @@ async fn serve_tls_port(stream: TcpStream, addr: SocketAddr, gate: &Gate) {
         return;
     }
     let acceptor = TlsAcceptor::from(gate.tls.current());
+    let stream = ReadAhead::new(stream);
     let tls = match async_std::io::timeout(limits.handshake_timeout, acceptor.accept(stream)).await
     {
         Ok(tls) => tls,

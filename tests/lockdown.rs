@@ -165,7 +165,6 @@ fn only_devices_with_an_unrevoked_certificate_get_through() {
     )));
 }
 
-
 #[test]
 fn the_allow_list_refuses_other_addresses_before_anything_is_forwarded() {
     let upstream = Upstream::ok();

@@ -34,29 +34,36 @@ pub async fn read_head<R: AsyncRead + Unpin>(
     inbound: &mut Inbound<R>,
     max_len: usize,
 ) -> Result<usize, HeadError> {
-    let mut scanned = 0;
     loop {
-        let data = inbound.buffered();
-        // RFC 9112 §2.2: ignore empty lines received before a request-line.
-        let blank = leading_blank_lines(data);
-        if blank > 0 {
-            inbound.consume(blank);
-            scanned = 0;
-            continue;
+        if let Some(decided) = buffered_head(inbound, max_len) {
+            return decided;
         }
-        if let Some(len) = find_head_end(data, &mut scanned)? {
-            return Ok(len);
-        }
-        if data.len() >= max_len {
-            return Err(HeadError::TooLarge);
-        }
-        let had_bytes = !data.is_empty();
+        let had_bytes = !inbound.buffered().is_empty();
         match inbound.fill().await {
             Ok(0) if had_bytes => return Err(HeadError::Truncated),
             Ok(0) => return Err(HeadError::Closed),
             Ok(_) => {}
             Err(e) => return Err(HeadError::Io(e)),
         }
+    }
+}
+
+/// Decides from the bytes already buffered, without reading: `Some` once they hold a complete
+/// head or prove a bad one, `None` while more are needed. (Callers skip arming a timer when the
+/// head came whole with its first packet, as it nearly always does.)
+pub fn buffered_head<R>(
+    inbound: &mut Inbound<R>,
+    max_len: usize,
+) -> Option<Result<usize, HeadError>> {
+    // RFC 9112 §2.2: ignore empty lines received before a request-line.
+    let blank = leading_blank_lines(inbound.buffered());
+    inbound.consume(blank);
+    let data = inbound.buffered();
+    match find_head_end(data) {
+        Err(e) => Some(Err(e)),
+        Ok(Some(len)) => Some(Ok(len)),
+        Ok(None) if data.len() >= max_len => Some(Err(HeadError::TooLarge)),
+        Ok(None) => None,
     }
 }
 
@@ -68,9 +75,10 @@ fn leading_blank_lines(data: &[u8]) -> usize {
     n
 }
 
-/// Scans for the end of the head from `scanned` on, rejecting any LF not preceded by CR.
-fn find_head_end(data: &[u8], scanned: &mut usize) -> Result<Option<usize>, HeadError> {
-    for i in *scanned..data.len() {
+/// Finds the end of the head, rejecting any LF not preceded by CR. (It rescans from the start
+/// after each read; heads are small and nearly always arrive whole.)
+fn find_head_end(data: &[u8]) -> Result<Option<usize>, HeadError> {
+    for i in 0..data.len() {
         if data[i] != b'\n' {
             continue;
         }
@@ -81,7 +89,6 @@ fn find_head_end(data: &[u8], scanned: &mut usize) -> Result<Option<usize>, Head
             return Ok(Some(i + 1));
         }
     }
-    *scanned = data.len();
     Ok(None)
 }
 

@@ -21,16 +21,7 @@ pub struct Inbound<R> {
     end: usize,
 }
 
-impl<R: AsyncRead + Unpin> Inbound<R> {
-    pub fn new(io: R) -> Self {
-        Inbound {
-            io,
-            buf: vec![0; CAPACITY].into_boxed_slice(),
-            start: 0,
-            end: 0,
-        }
-    }
-
+impl<R> Inbound<R> {
     /// Bytes read from the peer and not consumed yet.
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]
@@ -41,6 +32,17 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Inbound<R> {
+    pub fn new(io: R) -> Self {
+        Inbound {
+            io,
+            buf: vec![0; CAPACITY].into_boxed_slice(),
+            start: 0,
+            end: 0,
         }
     }
 
