@@ -49,7 +49,7 @@ soak *args:
     target/release/soak {{args}}
 
 # Everything CI runs: formatting, lints on all targets, tests, end-to-end.
-ci: fmt-check clippy test e2e
+ci: fmt-check clippy test e2e tls-scan
 
 fmt-check:
     cargo fmt --all -- --check
@@ -87,3 +87,8 @@ fuzz seconds="60":
         cov=$(grep -E '^#[0-9]+' fuzz/target/logs/$t.log | tail -n 1 | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' || true)
         echo "$t: ${execs:-?} executions in {{seconds}} s, no finding ($cov)"
     done
+
+# testssl.sh (Debian's package) against the gate: no finding at MEDIUM or above (about 2.5 min).
+tls-scan:
+    @command -v testssl >/dev/null || { echo "error: testssl.sh is missing: apt-get install testssl.sh" >&2; exit 1; }
+    cargo test --locked --features tls-scan --test tls_scan -- --nocapture

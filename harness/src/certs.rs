@@ -67,6 +67,23 @@ impl TestCerts {
         })
     }
 
+    /// As `client_config`, presenting the device's certificate when asked.
+    pub fn client_config_as(&self, device: &Device) -> Result<Arc<rustls::ClientConfig>> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(self.ca.clone())
+            .context("the test CA is not a valid trust anchor")?;
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("aws-lc-rs offers no TLS versions")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(device.chain.clone(), device.key.clone_key())
+        .context("the device certificate and key do not fit together")?;
+        Ok(Arc::new(config))
+    }
+
     /// A client configuration trusting only the test CA, on the aws-lc-rs provider.
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>> {
         let mut roots = RootCertStore::empty();
@@ -81,6 +98,39 @@ impl TestCerts {
         .with_root_certificates(roots)
         .with_no_client_auth();
         Ok(Arc::new(config))
+    }
+}
+
+/// A device's certificate and key, as `duplicati-gate gen-client-cert` delivers them.
+pub struct Device {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl Device {
+    /// Opens the PKCS#12 bundle with its password, as a browser import does.
+    pub fn from_pkcs12(path: &Path, password: &str) -> Result<Device> {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            &data,
+            password,
+            p12_keystore::Pkcs12ImportPolicy::Strict,
+        )
+        .map_err(|e| Error::msg(format!("cannot open {}: {e}", path.display())))?;
+        let (_, entry) = store
+            .private_key_chain()
+            .ok_or_else(|| Error::msg(format!("{} holds no key", path.display())))?;
+        let key = rustls::pki_types::PrivateKeyDer::try_from(entry.key().as_der().to_vec())
+            .map_err(|e| Error::msg(format!("{}: unusable key: {e}", path.display())))?;
+        Ok(Device {
+            chain: entry
+                .certs()
+                .iter()
+                .map(|c| CertificateDer::from(c.as_der().to_vec()))
+                .collect(),
+            key,
+        })
     }
 }
 

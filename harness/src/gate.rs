@@ -34,6 +34,7 @@ impl Gate {
         network: &str,
         certs_dir: &Path,
         publish_ip: Ipv4Addr,
+        extra_args: &[String],
     ) -> Result<Gate> {
         let certs = certs_dir
             .to_str()
@@ -47,24 +48,29 @@ impl Gate {
             .with_network(network)
             .with_label(LABEL, "1")
             .with_mount(Mount::bind_mount(certs, "/certs"))
-            .with_cmd([
-                "serve",
-                "--listen",
-                "0.0.0.0:8443",
-                "--redirect-http",
-                "0.0.0.0:8080",
-                // Published as the same port here; docker-compose.yml says 443.
-                "--https-port",
-                "8443",
-                "--upstream",
-                "http://duplicati:8200",
-                "--cert",
-                "/certs/cert.pem",
-                "--key",
-                "/certs/key.pem",
-                "--state-dir",
-                "/state",
-            ])
+            .with_cmd(
+                [
+                    "serve",
+                    "--listen",
+                    "0.0.0.0:8443",
+                    "--redirect-http",
+                    "0.0.0.0:8080",
+                    // Published as the same port here; docker-compose.yml says 443.
+                    "--https-port",
+                    "8443",
+                    "--upstream",
+                    "http://duplicati:8200",
+                    "--cert",
+                    "/certs/cert.pem",
+                    "--key",
+                    "/certs/key.pem",
+                    "--state-dir",
+                    "/state",
+                ]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(extra_args.iter().cloned()),
+            )
             .with_startup_timeout(READY_DEADLINE)
             .with_host_config_modifier(move |hc| {
                 hc.publish_all_ports = Some(false);

@@ -29,6 +29,9 @@ pub struct StackOptions {
     pub gate: bool,
     /// Publish Duplicati's plain HTTP on the veth address: the deliberate bypass.
     pub publish_duplicati: bool,
+    /// A client CA (PEM) on the host: the gate then serves only devices it signed
+    /// (`--client-ca`).
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -38,6 +41,7 @@ impl Default for StackOptions {
             allowed_hostnames: GATE_HOST.to_owned(),
             gate: true,
             publish_duplicati: false,
+            client_ca: None,
         }
     }
 }
@@ -125,11 +129,21 @@ impl Stack {
                 GATE_HOST,
                 IpAddr::V4(client_ns.host_ip),
             )?;
+            let mut extra_args = Vec::new();
+            if let Some(ca) = &opts.client_ca {
+                let mounted = certs.dir.join("client-ca.pem");
+                std::fs::copy(ca, &mounted).with_context(|| {
+                    format!("cannot copy {} into the gate's certs", ca.display())
+                })?;
+                crate::certs::chown(&mounted, crate::certs::CONTAINER_UID)?;
+                extra_args = vec!["--client-ca".to_owned(), "/certs/client-ca.pem".to_owned()];
+            }
             let gate = Gate::start(
                 &format!("dgate-gate{id}"),
                 &network.name,
                 &certs.dir,
                 client_ns.host_ip,
+                &extra_args,
             )?;
             (Some(certs), Some(gate))
         } else {
@@ -158,6 +172,20 @@ impl Stack {
             &format!("{GATE_HOST}:{HTTPS_PORT}"),
             GATE_HOST,
             certs.client_config()?,
+        )
+    }
+
+    /// The gate as a device holding a client certificate sees it.
+    pub fn gate_endpoint_as(&self, device: &crate::certs::Device) -> Result<Endpoint> {
+        let certs = self
+            .certs
+            .as_ref()
+            .ok_or_else(|| crate::Error::msg("this stack has no gate"))?;
+        Endpoint::https(
+            SocketAddr::from((self.client_ns.host_ip, HTTPS_PORT)),
+            &format!("{GATE_HOST}:{HTTPS_PORT}"),
+            GATE_HOST,
+            certs.client_config_as(device)?,
         )
     }
 

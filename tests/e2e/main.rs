@@ -5,6 +5,7 @@
 //! Needs root, a Docker engine and the images from `just image`; run with `just e2e`. Missing
 //! any of them is a failure, never a skip: the harness's preflight says which and how to fix it.
 
+mod clientcert;
 mod deploy;
 mod hostcheck;
 mod restore;
