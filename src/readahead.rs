@@ -1,4 +1,4 @@
-//! A socket whose reads are taken in 64 KiB gulps. rustls asks for one TLS record at a time
+//! A socket whose reads are taken in 32 KiB gulps. rustls asks for one TLS record at a time
 //! (about 16 KiB); without this every record of an upload costs its own `recv(2)`.
 
 use std::io;
@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use futures::io::{AsyncRead, AsyncWrite};
 
-const GULP: usize = 64 * 1024;
+const GULP: usize = 32 * 1024;
 
 pub struct ReadAhead<S> {
     inner: S,

@@ -53,7 +53,7 @@ impl Listeners {
 /// Serves until SIGTERM or SIGINT, then lets open exchanges finish (bounded) and returns.
 pub async fn run(gate: Arc<Gate>, listeners: Listeners) {
     async_std::task::spawn(watch_signals(gate.clone()));
-    async_std::task::spawn(watch_files(gate.clone()));
+    async_std::task::spawn(housekeeping(gate.clone()));
     let https = accept_loop(
         listeners.https,
         gate.clone(),
@@ -182,11 +182,14 @@ async fn watch_signals(gate: Arc<Gate>) {
     }
 }
 
-/// How often certificate, key, CA and revocation files are checked for a change (certbot and
-/// acme.sh replace them in place; they do not signal us).
-const FILE_POLL: Duration = Duration::from_secs(2);
+/// How often housekeeping runs: certificate, key, CA and revocation files are checked for a
+/// change (certbot and acme.sh replace them in place; they do not signal us), idle upstream
+/// connections Duplicati closed are let go, and memory freed by a burst is returned.
+const HOUSEKEEPING: Duration = Duration::from_secs(2);
+/// A drop of this many open connections since the last tick returns free memory to the system.
+const TRIM_AFTER_CLOSING: usize = 32;
 
-async fn watch_files(gate: Arc<Gate>) {
+async fn housekeeping(gate: Arc<Gate>) {
     let tls_files = gate.setup.watched_files();
     let deny_file: Vec<PathBuf> = gate
         .setup
@@ -196,8 +199,9 @@ async fn watch_files(gate: Arc<Gate>) {
         .collect();
     let mut tls_stamp = stamps(&tls_files);
     let mut deny_stamp = stamps(&deny_file);
+    let mut open_before = gate.shutdown.open_connections();
     loop {
-        let tick = async_std::task::sleep(FILE_POLL).fuse();
+        let tick = async_std::task::sleep(HOUSEKEEPING).fuse();
         let stop = gate.shutdown.wait().fuse();
         pin_mut!(tick, stop);
         select! {
@@ -214,6 +218,21 @@ async fn watch_files(gate: Arc<Gate>) {
             deny_stamp = now;
             reload_revocations(&gate);
         }
+        gate.pool.prune();
+        let open = gate.shutdown.open_connections();
+        if open + TRIM_AFTER_CLOSING <= open_before {
+            return_free_memory();
+        }
+        open_before = open;
+    }
+}
+
+/// glibc keeps memory freed by closed connections for reuse; after a burst of thousands of
+/// connections that is a hundred MiB a home server wants back.
+fn return_free_memory() {
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

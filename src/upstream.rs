@@ -104,6 +104,16 @@ impl Pool {
         }
     }
 
+    /// Lets go of idle connections that expired or that Duplicati closed, so they do not hold
+    /// descriptors in CLOSE-WAIT until the next request.
+    pub fn prune(&self) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        idle.retain(|i| i.since.elapsed() < IDLE_LIFETIME && is_quiet(&i.conn.writer));
+    }
+
     fn pop(&self) -> Option<Idle> {
         self.idle
             .lock()

@@ -223,3 +223,66 @@ fn past_the_connection_limit_clients_get_a_503() {
         "the refused request was not forwarded"
     );
 }
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// The descriptor count once it holds still: the gate's signal and housekeeping tasks open
+/// theirs just after it prints its address.
+fn settled_fds(pid: i32) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = (open_fds(pid), 0);
+    while last.1 < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = open_fds(pid);
+        last = if now == last.0 {
+            (now, last.1 + 1)
+        } else {
+            (now, 0)
+        };
+    }
+    last.0
+}
+
+#[test]
+fn idle_upstream_connections_that_duplicati_closed_are_let_go() {
+    // Duplicati answers and then closes, without saying so: each pooled connection goes stale.
+    let upstream = Upstream::start(|ex| {
+        ex.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        std::thread::sleep(Duration::from_millis(300));
+        Next::Close
+    });
+    let gate = Gate::start(&upstream.url(), &[]);
+    let baseline = settled_fds(gate.pid());
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let (addr, der) = (gate.addr, gate.cert.der.clone());
+            std::thread::spawn(move || {
+                let mut client = common::Client::connect(addr, &der);
+                client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+                assert_eq!(client.response().status, 200);
+            })
+        })
+        .collect();
+    clients.into_iter().for_each(|c| c.join().unwrap());
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 10);
+    // Housekeeping runs every 2 s; without it the stale sockets sit in CLOSE-WAIT until the
+    // next request.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while open_fds(gate.pid()) > baseline && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", gate.pid()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(
+        open_fds(gate.pid()),
+        baseline,
+        "descriptors did not return to baseline: {fds:?}"
+    );
+}

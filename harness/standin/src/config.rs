@@ -29,6 +29,8 @@ environment variable DUPLICATI__FOO_BAR; the command line wins.
   --legacy-2.0 | --profile=2.0          behave like Duplicati 2.0.8 (login.cgi, XSRF, long poll,
                                         /files/<path>); default --profile=2.3
   --record-requests                     keep raw request heads; GET/DELETE /__standin/requests
+  --bulk-endpoints                      GET/POST /__standin/bulk: generated and hashed bulk bytes
+                                        for the soak test (not Duplicati behaviour)
   --data-dir=DIR                        where the stand-in keeps its state (default /data, or a
                                         temporary folder when /data is not writable)
   --help                                this text
@@ -64,6 +66,8 @@ pub struct Config {
     pub encryption_key_set: bool,
     pub profile: Profile,
     pub record_requests: bool,
+    /// `/__standin/bulk` for harness/soak (bulk.rs).
+    pub bulk_endpoints: bool,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -160,6 +164,7 @@ impl Config {
             encryption_key_set,
             profile: Profile::Current,
             record_requests: false,
+            bulk_endpoints: false,
             data_dir: None,
         };
         for (name, value) in opts {
@@ -236,6 +241,7 @@ impl Config {
                     }
                 }
                 "record-requests" => cfg.record_requests = parse_bool(&value),
+                "bulk-endpoints" => cfg.bulk_endpoints = parse_bool(&value),
                 "data-dir" => cfg.data_dir = Some(PathBuf::from(value)),
                 other if IGNORED.contains(&other) => {}
                 other => warnings.push(format!(

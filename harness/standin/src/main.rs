@@ -8,6 +8,7 @@ mod app;
 mod auth;
 mod backups;
 mod browse;
+mod bulk;
 mod config;
 mod ctx;
 mod events;

@@ -124,13 +124,21 @@ async fn session(app: Arc<App>, conn: Connection, query_authed: bool) {
                 },
                 m = incoming => match m {
                     Some(Ok(Message::Text(t))) => Step::Text(t.as_str().to_string()),
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Step::Stop,
+                    Some(Ok(Message::Close(_))) => Step::PeerClosed,
+                    None | Some(Err(_)) => Step::Stop,
                     Some(Ok(_)) => Step::Nothing,
                 },
             }
         };
         let out: Vec<Value> = match step {
             Step::Stop => return,
+            // RFC 6455 §5.5.1: a Close is answered with a Close, as Kestrel's WebSocket does.
+            // tungstenite only queued the reply when it read the frame; flushing writes it
+            // (`ws.close` would try to send a second Close and fail before flushing).
+            Step::PeerClosed => {
+                let _ = futures::SinkExt::flush(&mut ws).await;
+                return;
+            }
             Step::Nothing => Vec::new(),
             Step::KeepAlive => {
                 if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
@@ -160,6 +168,7 @@ enum Step {
     Event(Event),
     Text(String),
     Nothing,
+    PeerClosed,
     Stop,
 }
 
