@@ -49,7 +49,7 @@ soak *args:
     target/release/soak {{args}}
 
 # Everything CI runs: formatting, lints on all targets, tests, end-to-end.
-ci: fmt-check clippy test e2e tls-scan
+ci: fmt-check clippy test e2e tls-scan (fuzz "20")
 
 fmt-check:
     cargo fmt --all -- --check

@@ -28,11 +28,13 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// `Connection: Host` must not strip `Host`: Duplicati needs it, and a request without it is
+/// not HTTP/1.1 (found by fuzzing).
 fn is_hop_by_hop(head: &Head, name: &[u8]) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-        || named_in_connection(head, name)
+        || (named_in_connection(head, name) && !name.eq_ignore_ascii_case(b"host"))
 }
 
 /// Fields that describe the client to Duplicati. Only the gate may set them.
@@ -427,5 +429,23 @@ mod tests {
         assert!(!String::from_utf8(out)
             .unwrap()
             .contains("Strict-Transport-Security"));
+    }
+
+    #[test]
+    fn connection_naming_host_does_not_strip_host() {
+        let head =
+            parsed_request("GET / HTTP/1.1\r\nHost: gate.lan:8443\r\nConnection: Host\r\n\r\n");
+        let mut out = Vec::new();
+        upstream_request(
+            &head,
+            Framing::None,
+            false,
+            "10.0.0.2".parse().unwrap(),
+            None,
+            &mut out,
+        );
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("\r\nHost: gate.lan:8443\r\n"));
     }
 }

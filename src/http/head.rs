@@ -12,6 +12,9 @@ use super::inbound::Inbound;
 
 /// Header fields per head. Duplicati's UI sends about 15; 100 is what nginx and hyper allow.
 pub const MAX_FIELDS: usize = 100;
+/// Fields a request may bring: Kestrel refuses more than 100 (MaxRequestHeaderCount) and the
+/// gate adds up to 6, so more would pass here and fail at Duplicati with a confusing 431.
+pub const MAX_REQUEST_FIELDS: usize = 90;
 
 #[derive(Debug)]
 pub enum HeadError {
@@ -61,6 +64,8 @@ pub fn buffered_head<R>(
     let data = inbound.buffered();
     match find_head_end(data) {
         Err(e) => Some(Err(e)),
+        // The limit holds however the head arrived, in one read or many.
+        Ok(Some(len)) if len > max_len => Some(Err(HeadError::TooLarge)),
         Ok(Some(len)) => Some(Ok(len)),
         Ok(None) if data.len() >= max_len => Some(Err(HeadError::TooLarge)),
         Ok(None) => None,
@@ -163,6 +168,12 @@ impl Head {
         let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut req = httparse::Request::new(&mut storage);
         match req.parse(&self.bytes) {
+            Ok(httparse::Status::Complete(_)) if req.headers.len() > MAX_REQUEST_FIELDS => {
+                return Err(Malformed {
+                    status: 431,
+                    reason: "too many header fields",
+                })
+            }
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(Malformed::bad_request("incomplete head")),
             Err(httparse::Error::TooManyHeaders) => {
@@ -179,11 +190,7 @@ impl Head {
             }
             Err(e) => return Err(Malformed::bad_request(parse_error_reason(e))),
         }
-        let base = self.bytes.as_ptr() as usize;
-        let range = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
-        };
+        let range = |s: &[u8]| range_within(&self.bytes, s);
         self.method = range(req.method.unwrap_or_default().as_bytes());
         self.target = range(req.path.unwrap_or_default().as_bytes());
         self.minor_version = req.version.unwrap_or(1);
@@ -205,13 +212,15 @@ impl Head {
             Ok(httparse::Status::Partial) => return Err(Malformed::bad_request("incomplete head")),
             Err(e) => return Err(Malformed::bad_request(parse_error_reason(e))),
         }
-        let base = self.bytes.as_ptr() as usize;
-        let range = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
-        };
+        let range = |s: &[u8]| range_within(&self.bytes, s);
         self.status = res.code.unwrap_or_default();
-        self.target = range(res.reason.unwrap_or_default().as_bytes());
+        // RFC 9110 §15: three digits, 100 to 599. `099` would go out as `99`, which no client
+        // reads.
+        if !(100..=599).contains(&self.status) {
+            return Err(Malformed::bad_request("status code outside 100-599"));
+        }
+        // From the raw line: httparse hands back a static "" for an empty or non-ASCII reason.
+        self.target = reason_range(&self.bytes);
         self.minor_version = res.version.unwrap_or(1);
         self.fields.extend(
             res.headers
@@ -233,6 +242,31 @@ impl Head {
         self.method = 0..0;
         self.target = 0..0;
         self.status = 0;
+    }
+}
+
+/// Where `part` sits inside `bytes`; empty if it does not (httparse returns static strings for
+/// some parts, and their addresses say nothing about the head).
+fn range_within(bytes: &[u8], part: &[u8]) -> Range<usize> {
+    let base = bytes.as_ptr() as usize;
+    let start = part.as_ptr() as usize;
+    match start.checked_sub(base) {
+        Some(offset) if offset + part.len() <= bytes.len() => offset..offset + part.len(),
+        _ => 0..0,
+    }
+}
+
+/// The reason phrase: the status line after `HTTP/1.x NNN `, up to its CRLF.
+fn reason_range(bytes: &[u8]) -> Range<usize> {
+    const BEFORE_REASON: usize = "HTTP/1.1 200 ".len();
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\r')
+        .unwrap_or(bytes.len());
+    if line_end > BEFORE_REASON {
+        BEFORE_REASON..line_end
+    } else {
+        0..0
     }
 }
 
@@ -330,6 +364,49 @@ mod tests {
                 .unwrap_err()
                 .status,
             400
+        );
+    }
+
+    // Found by fuzzing (fuzz/regressions/): each of these once panicked or passed wrongly.
+    #[test]
+    fn response_reasons_that_httparse_does_not_hand_back_are_kept_from_the_raw_line() {
+        let mut head = Head::default();
+        head.parse_response(b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        assert_eq!((head.status, head.reason()), (200, &b""[..]));
+        head.parse_response("HTTP/1.1 200 Café\r\n\r\n".as_bytes())
+            .unwrap();
+        assert_eq!(head.reason(), "Café".as_bytes());
+    }
+
+    #[test]
+    fn refuses_status_codes_outside_100_to_599() {
+        let mut head = Head::default();
+        assert!(head.parse_response(b"HTTP/1.1 099 Low\r\n\r\n").is_err());
+        assert!(head.parse_response(b"HTTP/1.1 600 High\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn the_size_limit_holds_for_a_head_that_arrives_in_one_read() {
+        let mut raw = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
+        raw.resize(20_000, b'a');
+        raw.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(read(&raw, 16 * 1024), Err(HeadError::TooLarge)));
+    }
+
+    #[test]
+    fn refuses_more_request_fields_than_duplicati_takes() {
+        let mut raw = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+        for i in 0..90 {
+            raw.push_str(&format!("X-{i}: v\r\n"));
+        }
+        raw.push_str("\r\n");
+        assert_eq!(
+            Head::default()
+                .parse_request(raw.as_bytes())
+                .unwrap_err()
+                .status,
+            431
         );
     }
 }
