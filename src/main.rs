@@ -112,8 +112,8 @@ fn serve_forever(config: Config) -> Result<(), ConfigError> {
     };
     let server_config = setup.build()?;
     // async-std reads this once, when its executor starts (below). Measured on 2 cores: one
-    // thread that also drives the reactor costs a third less CPU per request than two that
-    // hand work to each other and to the reactor thread (BENCHMARKS.md).
+    // executor thread costs about a sixth less CPU per small request than two that hand work to
+    // each other (27 -> 23 us, BENCHMARKS.md); a home server does not need the second core.
     if std::env::var_os("ASYNC_STD_THREAD_COUNT").is_none() {
         std::env::set_var("ASYNC_STD_THREAD_COUNT", config.limits.threads.to_string());
     }
