@@ -423,3 +423,93 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         "still accepting after SIGTERM"
     );
 }
+
+/// A certificate and key made with the openssl command line, as users bring them. `genkey` is
+/// the key command; `OUT` in it is replaced by the key's path.
+fn openssl_pair(dir: &TempDir, name: &str, genkey: &[&str]) -> (String, String) {
+    let key = dir.path().join(format!("{name}-key.pem"));
+    let cert = dir.path().join(format!("{name}-cert.pem"));
+    let key_arg = key.display().to_string();
+    let args: Vec<&str> = genkey
+        .iter()
+        .map(|a| if *a == "OUT" { key_arg.as_str() } else { a })
+        .collect();
+    let status = Command::new("openssl").args(&args).status().unwrap();
+    assert!(status.success(), "openssl {args:?}");
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+        ])
+        // A leaf, not openssl's default CA:TRUE, which clients refuse as a server certificate.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "subjectAltName=DNS:localhost", "-key"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl req");
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn pem_keys_load_as_pkcs1_sec1_and_pkcs8() {
+    let upstream = Upstream::ok();
+    let dir = TempDir::new("key-formats");
+    let formats: [(&str, &[&str], &str); 3] = [
+        (
+            "pkcs1",
+            &["genrsa", "-traditional", "-out", "OUT", "2048"],
+            "BEGIN RSA PRIVATE KEY",
+        ),
+        (
+            "sec1",
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "OUT",
+            ],
+            "BEGIN EC PRIVATE KEY",
+        ),
+        (
+            "pkcs8",
+            &["genpkey", "-algorithm", "ed25519", "-out", "OUT"],
+            "BEGIN PRIVATE KEY",
+        ),
+    ];
+    for (name, genkey, marker) in formats {
+        let (cert, key) = openssl_pair(&dir, name, genkey);
+        assert!(
+            std::fs::read_to_string(&key).unwrap().contains(marker),
+            "{name} key is not {marker}"
+        );
+        let pem = std::fs::read(&cert).unwrap();
+        let der = CertificateDer::from_pem_slice(&pem).unwrap();
+        let args = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.url(),
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ]
+        .map(String::from);
+        let gate = Gate::spawn(&args, TestCert::new());
+        let mut client = Client::connect(gate.addr, &der);
+        client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(client.response().status, 200, "{name}");
+    }
+}

@@ -24,9 +24,11 @@ use crate::tls::{self, Client};
 const READY: Duration = Duration::from_secs(30);
 /// The login connection's close reaching the gate before the baseline is taken.
 const BASELINE_SETTLE: Duration = Duration::from_secs(10);
-/// After the last client hung up: the gate lingers up to 2 s on refused connections and closes
-/// the rest as soon as it reads close_notify; 20 s is ten times that.
-const SETTLE: Duration = Duration::from_secs(20);
+/// After the last client hung up: the gate closes client connections as soon as it reads
+/// close_notify (lingering up to 2 s after a refusal), and lets idle pooled connections to
+/// Duplicati go after 60 s (IDLE_LIFETIME in the gate's src/upstream.rs; housekeeping checks every
+/// 2 s). 80 s covers both, so every descriptor class must be back at its baseline.
+const SETTLE: Duration = Duration::from_secs(80);
 /// Tasks still busy when the load stops finish what they started: at worst a --bulk-mib transfer
 /// and the two --big-mib ones on a loaded two-core machine.
 const FINISH: Duration = Duration::from_secs(15 * 60);
@@ -345,7 +347,9 @@ async fn drive(
     sampler.await;
 
     let (after, settled) = sample_until(target, Instant::now() + SETTLE, |f| {
-        f.client <= before.fds.client && f.other <= before.fds.other
+        f.client <= before.fds.client
+            && f.other <= before.fds.other
+            && f.upstream <= before.fds.upstream
     })
     .await?;
     let peaks = *peaks.lock().unwrap_or_else(|e| e.into_inner());
