@@ -48,8 +48,8 @@ soak *args:
     cargo build --release --locked -p duplicati-gate -p duplicati-standin -p duplicati-soak
     target/release/soak {{args}}
 
-# Everything CI runs: formatting, lints on all targets, tests, end-to-end.
-ci: fmt-check clippy test e2e tls-scan (fuzz "20")
+# Everything CI runs: the packages, formatting, lints on all targets, tests, end-to-end, the TLS scan, 20 s of fuzzing per target.
+ci: deps fmt-check clippy test e2e tls-scan (fuzz "20")
 
 fmt-check:
     cargo fmt --all -- --check
@@ -92,3 +92,17 @@ fuzz seconds="60":
 tls-scan:
     @command -v testssl >/dev/null || { echo "error: testssl.sh is missing: apt-get install testssl.sh" >&2; exit 1; }
     cargo test --locked --features tls-scan --test tls_scan -- --nocapture
+
+# Debian packages the tests need, installed if missing (root): libpcap-dev (sniffer), iproute2 (namespace, veth), openssl (PKCS#12 and key tests), testssl.sh (TLS scan).
+deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=()
+    for p in libpcap-dev iproute2 openssl testssl.sh; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        if [ "$(id -u)" != 0 ]; then echo "error: missing packages ${missing[*]}; install them as root (apt-get install ${missing[*]})" >&2; exit 1; fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
