@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use futures::{pin_mut, select, FutureExt};
 
-use crate::access::throttle::{self, Verdict};
+use crate::access::throttle::{self, Throttle, Verdict};
 use crate::accesslog::Entry;
 use crate::forward::{self, After, Outcome, Request, Scratch};
 use crate::gate::Gate;
@@ -89,7 +89,13 @@ where
                 break;
             }
         };
-        let outcome = match admit(gate, &head, client_ip) {
+        // Recognised once per request: the path is decoded as Kestrel routes it.
+        let login_throttle = gate
+            .access
+            .throttle
+            .as_ref()
+            .filter(|_| throttle::is_login(head.target()));
+        let outcome = match admit(gate, login_throttle, client_ip) {
             Some((status, reason, extra)) => refuse(&mut client_out, status, &reason, &extra).await,
             None => {
                 let request = Request {
@@ -106,7 +112,9 @@ where
                     &mut scratch,
                 )
                 .await;
-                count_login(gate, &head, client_ip, outcome.status);
+                if let Some(throttle) = login_throttle {
+                    count_login(throttle, client_ip, outcome.status);
+                }
                 outcome
             }
         };
@@ -180,7 +188,12 @@ where
 }
 
 /// `Some((status, reason, extra header fields))` if this request must not reach Duplicati.
-fn admit(gate: &Gate, head: &Head, client_ip: IpAddr) -> Option<(u16, String, String)> {
+/// `login_throttle` is the throttle when this request is a login attempt.
+fn admit(
+    gate: &Gate,
+    login_throttle: Option<&Throttle>,
+    client_ip: IpAddr,
+) -> Option<(u16, String, String)> {
     if !gate.access.allow.permits(client_ip) {
         return Some((
             403,
@@ -188,11 +201,7 @@ fn admit(gate: &Gate, head: &Head, client_ip: IpAddr) -> Option<(u16, String, St
             String::new(),
         ));
     }
-    let throttle = gate.access.throttle.as_ref()?;
-    if !throttle::is_login(head.target()) {
-        return None;
-    }
-    let wait = throttle.blocked(client_ip)?;
+    let wait = login_throttle?.blocked(client_ip)?;
     let seconds = wait.as_secs().max(1);
     Some((
         429,
@@ -201,13 +210,7 @@ fn admit(gate: &Gate, head: &Head, client_ip: IpAddr) -> Option<(u16, String, St
     ))
 }
 
-fn count_login(gate: &Gate, head: &Head, client_ip: IpAddr, status: u16) {
-    let Some(throttle) = gate.access.throttle.as_ref() else {
-        return;
-    };
-    if !throttle::is_login(head.target()) {
-        return;
-    }
+fn count_login(throttle: &Throttle, client_ip: IpAddr, status: u16) {
     match throttle.record(client_ip, status) {
         Verdict::Failed { failures } => eprintln!("failed login from {client_ip} ({failures} in a row)"),
         Verdict::Blocked { failures, for_ } => eprintln!(
