@@ -259,7 +259,7 @@ fn idle_upstream_connections_that_duplicati_closed_are_let_go() {
     let baseline = settled_fds(gate.pid());
     let clients: Vec<_> = (0..10)
         .map(|_| {
-            let (addr, der) = (gate.addr, gate.cert.der.clone());
+            let (addr, der) = (gate.addr, gate.cert().der.clone());
             std::thread::spawn(move || {
                 let mut client = common::Client::connect(addr, &der);
                 client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");

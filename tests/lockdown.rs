@@ -71,7 +71,7 @@ fn gen_client_cert(state: &TempDir, name: &str) -> Device {
 
 fn device_config(gate: &Gate, device: &Device) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(gate.cert.der.clone()).unwrap();
+    roots.add(gate.cert().der.clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -125,7 +125,7 @@ fn only_devices_with_an_unrevoked_certificate_get_through() {
         "a device with a certificate is served"
     );
     assert!(
-        !gets_an_answer(&gate, Arc::new(client_config(&gate.cert.der))),
+        !gets_an_answer(&gate, Arc::new(client_config(&gate.cert().der))),
         "no certificate: refused"
     );
     let other_ca = TestCert::new();
@@ -295,7 +295,7 @@ fn hsts_comes_with_your_own_certificate_only_and_nosniff_always() {
         state.path().to_str().unwrap(),
     ]
     .map(String::from);
-    let self_signed = Gate::spawn(&args, TestCert::new());
+    let self_signed = Gate::spawn(&args);
     self_signed.wait_for_stderr("fingerprint");
     let pem = std::fs::read(state.path().join("self-signed-cert.pem")).unwrap();
     let mut client = Client::connect(
@@ -318,7 +318,7 @@ fn hsts_comes_with_your_own_certificate_only_and_nosniff_always() {
 fn a_renewed_certificate_is_served_to_new_connections_and_a_broken_one_is_not() {
     let upstream = Upstream::ok();
     let gate = Gate::start(&upstream.url(), &[]);
-    let first = gate.cert.der.clone();
+    let first = gate.cert().der.clone();
     let renewed = TestCert::new();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(first.clone()).unwrap();
@@ -342,8 +342,8 @@ fn a_renewed_certificate_is_served_to_new_connections_and_a_broken_one_is_not() 
 
     // certbot-style renewal: new files moved over the old ones.
     for (from, to) in [
-        (&renewed.key, &gate.cert.key),
-        (&renewed.cert, &gate.cert.cert),
+        (&renewed.key, &gate.cert().key),
+        (&renewed.cert, &gate.cert().cert),
     ] {
         let staging = to.with_extension("new");
         std::fs::copy(from, &staging).unwrap();
@@ -364,7 +364,7 @@ fn a_renewed_certificate_is_served_to_new_connections_and_a_broken_one_is_not() 
     );
 
     // A broken pair (a key that does not match) keeps the renewed one serving.
-    std::fs::copy(&TestCert::new().key, &gate.cert.key).unwrap();
+    std::fs::copy(&TestCert::new().key, &gate.cert().key).unwrap();
     let log = gate.wait_for_stderr("certificate not reloaded");
     assert!(log.contains("does not belong to the certificate"), "{log}");
     let after = Client::connect_with(gate.addr, either);

@@ -38,7 +38,7 @@ fn the_default_self_signed_certificate_is_made_once_and_reused() {
             state.path().display().to_string(),
         ]
     };
-    let first = Gate::spawn(&args(&state), TestCert::new());
+    let first = Gate::spawn(&args(&state));
     let made = first.wait_for_stderr("fingerprint");
     assert!(
         made.contains("made a self-signed certificate for"),
@@ -61,7 +61,7 @@ fn the_default_self_signed_certificate_is_made_once_and_reused() {
     assert_eq!(client.response().status, 200);
     drop(first);
 
-    let second = Gate::spawn(&args(&state), TestCert::new());
+    let second = Gate::spawn(&args(&state));
     let reused = second.wait_for_stderr("fingerprint");
     assert!(
         reused.contains("reusing a self-signed certificate"),
@@ -116,7 +116,7 @@ fn pkcs12_bundles_load_in_openssl_3_default_and_legacy_encodings() {
             password_file.to_str().unwrap(),
         ]
         .map(String::from);
-        let gate = Gate::spawn(&args, TestCert::new());
+        let gate = Gate::spawn(&args);
         let mut client = Client::connect(gate.addr, &der);
         client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
         assert_eq!(client.response().status, 200, "legacy={legacy}");
@@ -149,7 +149,7 @@ fn tls_1_3_with_post_quantum_key_exchange_and_tls_1_2_both_work() {
     );
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(gate.cert.der.clone()).unwrap();
+    roots.add(gate.cert().der.clone()).unwrap();
     let tls12_only = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -396,7 +396,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     idle.send(b"GET /warm HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(idle.response().status, 200);
     let addr = gate.addr;
-    let der = gate.cert.der.clone();
+    let der = gate.cert().der.clone();
     let in_flight = std::thread::spawn(move || {
         let mut client = Client::connect(addr, &der);
         client.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n");
@@ -507,7 +507,7 @@ fn pem_keys_load_as_pkcs1_sec1_and_pkcs8() {
             &key,
         ]
         .map(String::from);
-        let gate = Gate::spawn(&args, TestCert::new());
+        let gate = Gate::spawn(&args);
         let mut client = Client::connect(gate.addr, &der);
         client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
         assert_eq!(client.response().status, 200, "{name}");

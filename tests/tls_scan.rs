@@ -73,7 +73,7 @@ fn testssl_finds_nothing_at_medium_or_above() {
         &key,
     ]
     .map(String::from);
-    let gate = Gate::spawn(&args, common::TestCert::new());
+    let gate = Gate::spawn(&args);
     let csv = dir.path().join("testssl.csv");
     let output = Command::new("testssl")
         .args([

@@ -83,7 +83,8 @@ pub struct Gate {
     pub addr: SocketAddr,
     pub redirect: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
-    pub cert: TestCert,
+    /// The certificate `start` made; `None` when the test passed its own certificate flags.
+    cert: Option<TestCert>,
 }
 
 impl Gate {
@@ -101,10 +102,13 @@ impl Gate {
             cert.key.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Gate::spawn(&args, cert)
+        let mut gate = Gate::spawn(&args);
+        gate.cert = Some(cert);
+        gate
     }
 
-    pub fn spawn(args: &[String], cert: TestCert) -> Gate {
+    /// Starts the binary with exactly `args` (the test chooses the certificate flags).
+    pub fn spawn(args: &[String]) -> Gate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_duplicati-gate"))
             .args(args)
             .stdout(Stdio::piped())
@@ -159,7 +163,7 @@ impl Gate {
             addr,
             redirect,
             stderr,
-            cert,
+            cert: None,
         }
     }
 
@@ -183,8 +187,15 @@ impl Gate {
         None
     }
 
+    /// The certificate `start` made and passed with `--cert`/`--key`.
+    pub fn cert(&self) -> &TestCert {
+        self.cert
+            .as_ref()
+            .expect("this gate was spawned with the test's own certificate flags")
+    }
+
     pub fn client(&self) -> Client {
-        Client::connect(self.addr, &self.cert.der)
+        Client::connect(self.addr, &self.cert().der)
     }
 
     /// Polls stderr until it contains `needle` (the access log is written after the response).
