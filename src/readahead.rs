@@ -26,10 +26,6 @@ impl<S> ReadAhead<S> {
             end: 0,
         }
     }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {

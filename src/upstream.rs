@@ -7,7 +7,6 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -38,7 +37,6 @@ pub struct Pool {
     url: UpstreamUrl,
     connect_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
-    opened: AtomicU64,
 }
 
 impl Pool {
@@ -47,17 +45,11 @@ impl Pool {
             url,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
-            opened: AtomicU64::new(0),
         }
     }
 
     pub fn url(&self) -> &UpstreamUrl {
         &self.url
-    }
-
-    /// How many connections were opened to Duplicati since start.
-    pub fn opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
     }
 
     /// A pooled connection if a healthy one is idle, else a new one.
@@ -79,7 +71,6 @@ impl Pool {
             async_std::io::timeout(self.connect_timeout, TcpStream::connect(address)).await?;
         // Heads are written whole; waiting for an ACK to coalesce them only adds latency.
         stream.set_nodelay(true)?;
-        self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(UpstreamConn {
             reader: Inbound::new(stream.clone()),
             writer: stream,

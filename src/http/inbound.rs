@@ -69,10 +69,6 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
         let rest = self.buf[self.start..self.end].to_vec();
         (self.io, rest)
     }
-
-    pub fn get_ref(&self) -> &R {
-        &self.io
-    }
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Inbound<R> {
