@@ -69,35 +69,31 @@ impl TestCerts {
 
     /// As `client_config`, presenting the device's certificate when asked.
     pub fn client_config_as(&self, device: &Device) -> Result<Arc<rustls::ClientConfig>> {
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(self.ca.clone())
-            .context("the test CA is not a valid trust anchor")?;
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .context("aws-lc-rs offers no TLS versions")?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(device.chain.clone(), device.key.clone_key())
-        .context("the device certificate and key do not fit together")?;
+        let config = self
+            .trusting_the_ca()?
+            .with_client_auth_cert(device.chain.clone(), device.key.clone_key())
+            .context("the device certificate and key do not fit together")?;
         Ok(Arc::new(config))
     }
 
     /// A client configuration trusting only the test CA, on the aws-lc-rs provider.
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>> {
+        Ok(Arc::new(self.trusting_the_ca()?.with_no_client_auth()))
+    }
+
+    fn trusting_the_ca(
+        &self,
+    ) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
         let mut roots = RootCertStore::empty();
         roots
             .add(self.ca.clone())
             .context("the test CA is not a valid trust anchor")?;
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .context("aws-lc-rs offers no TLS versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Ok(Arc::new(config))
+        .with_root_certificates(roots))
     }
 }
 
